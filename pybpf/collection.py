@@ -1,0 +1,267 @@
+"""Collection: the live kernel objects of a loaded CollectionSpec.
+
+Loading copies the spec, loads the object's BTF, creates every map (reusing
+pinned ones by name), fills global data, patches map fds and CO-RE
+relocations into each program's instructions and loads the programs.  Any
+failure closes everything created so far: nothing is left half-loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from typing import Any, Dict, List, Optional, Union
+
+from . import sys as _sys
+from .btf import Kind, Spec
+from .btf.codec import BytesCodec, codec_for
+from .consts import MapFlags, MapType, ProgType
+from .elf import load_collection_spec
+from .errors import BPFError, IncompatibleError, NotSupportedError, SyscallError
+from .kbtf import load_kernel_btf
+from .maps.map import Map
+from .progs.loader import load_program
+from .progs.program import Program
+from .spec import CollectionSpec, MapKind, MapSpec, Pinning, VariableSpec
+from .sys.fd import FD
+
+__all__ = ["Collection", "Variable", "load"]
+
+log = logging.getLogger("pybpf")
+
+
+class Variable:
+    """A global variable of a loaded collection; ``value`` reads/writes the kernel's copy."""
+
+    def __init__(self, spec: VariableSpec, map: Map):
+        self.spec = spec
+        self.map = map
+        self.name = spec.name
+        self.offset = spec.offset
+        self.size = spec.size
+        self._codec = spec.codec
+
+    @property
+    def readonly(self) -> bool:
+        return bool(self.map.spec is not None and self.map.spec.freeze)
+
+    @property
+    def raw(self) -> bytes:
+        data = self.map.lookup_raw(b"\0\0\0\0")
+        return data[self.offset:self.offset + self.size]
+
+    @raw.setter
+    def raw(self, b: bytes) -> None:
+        if self.readonly:
+            raise BPFError(f"variable {self.name} lives in frozen {self.spec.section}: "
+                           "set it on the spec before load")
+        data = bytearray(self.map.lookup_raw(b"\0\0\0\0"))
+        data[self.offset:self.offset + self.size] = b
+        self.map.update_raw(b"\0\0\0\0", bytes(data))
+
+    @property
+    def value(self) -> Any:
+        """The kernel's current value, decoded through the variable's BTF type."""
+        return self._codec.decode(self.raw)
+
+    @value.setter
+    def value(self, v: Any) -> None:
+        try:
+            raw = self._codec.encode(v)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise BPFError(f"variable {self.name}: cannot set {v!r}: {e}") from None
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"<pybpf.Variable {self.name} in {self.spec.section}>"
+
+
+class Collection:
+    """Maps, programs and variables loaded from one object.  Close it (or use
+    ``with``) to release every fd it owns."""
+
+    def __init__(self, spec: CollectionSpec, maps: Dict[str, Map], programs: Dict[str, Program],
+                 btf_fd: Optional[FD]):
+        self.spec = spec
+        self.maps = maps
+        self.programs = programs
+        self._btf_fd = btf_fd
+        self.variables: Dict[str, Variable] = {
+            n: Variable(v, maps[v.map.section]) for n, v in spec.variables.items()
+            if v.map.section in maps}
+        self.links: List[Any] = []
+
+    @classmethod
+    def load(cls, spec: CollectionSpec, *, kernel_btf: Union[None, str, bytes, Spec] = None,
+             pin_root: Optional[Union[str, os.PathLike]] = None, log_level: int = 0) -> "Collection":
+        """Load ``spec`` into the kernel (the spec itself is not modified)."""
+        return _Loader(spec.copy(), kernel_btf, pin_root, log_level).load()
+
+    def attach_all(self) -> List[Any]:
+        """Attach every program whose section says how (like a libbpf skeleton's attach)."""
+        from .link import attach_program
+        for p in self.programs.values():
+            if p.spec is not None and p.spec.attach_kind and p.spec.autoload:
+                self.links.append(attach_program(p))
+        return list(self.links)
+
+    def close(self) -> None:
+        """Close links, programs, maps and BTF (in that order)."""
+        for l in reversed(self.links):
+            l.close()
+        self.links.clear()
+        for p in self.programs.values():
+            p.close()
+        for m in self.maps.values():
+            m.close()
+        if self._btf_fd is not None:
+            self._btf_fd.close()
+
+    def __enter__(self) -> "Collection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<pybpf.Collection {self.spec.name}: {len(self.programs)} programs, {len(self.maps)} maps>"
+
+
+class _Loader:
+    def __init__(self, spec: CollectionSpec, kernel_btf: Any, pin_root: Any, log_level: int):
+        self.spec = spec
+        self.kernel_btf_src = kernel_btf
+        self.pin_root = os.fspath(pin_root) if pin_root is not None else None
+        self.log_level = log_level
+        self._kbtf: Optional[Spec] = None
+        self.fds: List[Any] = []
+
+    def kernel_btf(self) -> Spec:
+        if self._kbtf is None:
+            self._kbtf = load_kernel_btf(self.kernel_btf_src)
+        return self._kbtf
+
+    def load(self) -> Collection:
+        maps: Dict[str, Map] = {}
+        programs: Dict[str, Program] = {}
+        btf_fd: Optional[FD] = None
+        try:
+            btf_fd = self._load_btf()
+            for name, ms in self.spec.maps.items():
+                maps[name] = self._create_map(name, ms, btf_fd)
+            for name, ps in self.spec.programs.items():
+                if not ps.autoload:
+                    continue
+                programs[name] = load_program(ps, maps=maps, btf_fd=btf_fd,
+                                              kernel_btf=self.kernel_btf, log_level=self.log_level)
+            self._fill_contents(maps, programs)
+        except BaseException:
+            for p in programs.values():
+                p.close()
+            for m in maps.values():
+                m.close()
+            if btf_fd is not None:
+                btf_fd.close()
+            raise
+        return Collection(self.spec, maps, programs, btf_fd)
+
+    # -- BTF ------------------------------------------------------------------------------
+    def _load_btf(self) -> Optional[FD]:
+        btf = self.spec.btf
+        if btf is None:
+            return None
+        try:
+            return _sys.btf_load(btf.raw, context=f"object {self.spec.name}")
+        except SyscallError as e:
+            # As libbpf: continue without BTF (maps/programs lose type info and line info).
+            log.warning("object %s: kernel refused the object's BTF (%s); loading without it",
+                        self.spec.name, e)
+            return None
+
+    # -- maps -----------------------------------------------------------------------------
+    def _create_map(self, name: str, ms: MapSpec, btf_fd: Optional[FD]) -> Map:
+        kname = self.spec.kernel_map_names.get(name, ms.name)
+        if ms.kind == MapKind.DATA:
+            ms.flags |= MapFlags.MMAPABLE
+        pin_path = None
+        if ms.pinning == Pinning.BY_NAME:
+            root = self.pin_root or "/sys/fs/bpf"
+            pin_path = os.path.join(root, ms.name)
+            if os.path.exists(pin_path):
+                m = Map.from_pinned(pin_path)
+                try:
+                    _check_compatible(ms, m)
+                except BaseException:
+                    m.close()
+                    raise
+                m.spec = ms
+                m.name = name
+                return m
+        inner_fd = None
+        try:
+            if ms.inner_map is not None:
+                inner_fd = Map.create(ms.inner_map, kernel_name=ms.inner_map.name[:15])
+            m = Map.create(ms, btf_fd=btf_fd.fileno() if btf_fd is not None else 0,
+                           inner_map_fd=inner_fd.fd if inner_fd is not None else 0, kernel_name=kname)
+        finally:
+            if inner_fd is not None:
+                inner_fd.close()
+        m.name = name
+        try:
+            if ms.kind == MapKind.DATA and ms.data is not None:
+                m.update_raw(b"\0\0\0\0", bytes(ms.data).ljust(ms.value_size, b"\0"))
+            if ms.freeze:
+                m.freeze()
+            if pin_path is not None:
+                m.pin(pin_path)
+        except BaseException:
+            m.close()
+            raise
+        return m
+
+    def _fill_contents(self, maps: Dict[str, Map], programs: Dict[str, Program]) -> None:
+        for name, ms in self.spec.maps.items():
+            if not ms.contents or ms.kind == MapKind.DATA:
+                continue
+            m = maps[name]
+            for key, value in ms.contents:
+                if isinstance(value, str):
+                    if ms.type == MapType.PROG_ARRAY:
+                        if value not in programs:
+                            raise BPFError(f"map {name}: initial value refers to program {value!r}, "
+                                           "which was not loaded")
+                        fd = programs[value].fd
+                    else:
+                        if value not in maps:
+                            raise BPFError(f"map {name}: initial value refers to unknown map {value!r}")
+                        fd = maps[value].fd
+                    m.update_raw(struct.pack(ms.btf.byteorder + "I" if ms.btf else "<I", key),
+                                 struct.pack("=I", fd))
+                else:
+                    m.update(key, value)
+
+
+def _check_compatible(spec: MapSpec, m: Map) -> None:
+    diffs = []
+    for attr, want, have in (("type", spec.type, m.type), ("key_size", spec.key_size, m.key_size),
+                             ("value_size", spec.value_size, m.value_size),
+                             ("max_entries", spec.max_entries, m.max_entries),
+                             ("flags", spec.flags, m.flags)):
+        if int(want) != int(have):
+            diffs.append(f"{attr} {have} (pinned) != {want} (spec)")
+    if diffs:
+        raise IncompatibleError(f"pinned map {spec.name} is incompatible with its spec: " + ", ".join(diffs))
+
+
+def load(source: Union[str, os.PathLike, bytes, CollectionSpec], *,
+         kernel_btf: Union[None, str, bytes, Spec] = None,
+         pin_root: Optional[Union[str, os.PathLike]] = None, log_level: int = 0) -> Collection:
+    """Parse (if needed) and load an object: ``pybpf.load("prog.bpf.o")``.
+
+    ``kernel_btf`` overrides the target BTF (a path to raw BTF or an ELF with
+    .BTF, or bytes); ``pin_root`` is the directory for maps with
+    ``pinning = LIBBPF_PIN_BY_NAME`` (default ``/sys/fs/bpf``).
+    """
+    spec = source if isinstance(source, CollectionSpec) else load_collection_spec(source)
+    return Collection.load(spec, kernel_btf=kernel_btf, pin_root=pin_root, log_level=log_level)

@@ -1,0 +1,89 @@
+"""The one seam between pybpf and the kernel's bpf(2) and perf_event_open(2).
+
+Every wrapper in :mod:`pybpf.sys` issues its system call through the active
+:class:`Backend`.  The default, :class:`LinuxBackend`, calls libc's
+``syscall()``.  Tests swap in another backend with :func:`set_backend` to
+produce faults the kernel cannot be made to produce on demand (EINTR, EAGAIN,
+ENOMEM); anything the kernel *can* do is tested against the kernel.
+
+A backend call returns the kernel's result: a value ``>= 0``, or ``-errno``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+from ._libc import NR_BPF, NR_PERF_EVENT_OPEN, bpf_syscall, ffi, perf_event_open_syscall
+
+__all__ = ["Backend", "LinuxBackend", "set_backend", "get_backend", "use_backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a kernel stand-in implements.  ``attr`` is a cffi pointer to the command's struct."""
+
+    def bpf(self, cmd: int, attr: Any, size: int) -> int:
+        """bpf(cmd, attr, size): the result (>= 0) or ``-errno``."""
+        ...
+
+    def perf_event_open(self, attr: Any, pid: int, cpu: int, group_fd: int, flags: int) -> int:
+        """perf_event_open(attr, pid, cpu, group_fd, flags): an fd or ``-errno``."""
+        ...
+
+
+def _linux_bpf(cmd: int, attr: Any, size: int) -> int:
+    r = bpf_syscall(NR_BPF, cmd, attr, size)
+    return r if r >= 0 else -ffi.errno
+
+
+def _linux_perf_event_open(attr: Any, pid: int, cpu: int, group_fd: int, flags: int) -> int:
+    r = perf_event_open_syscall(NR_PERF_EVENT_OPEN, attr, pid, cpu, group_fd, flags)
+    return r if r >= 0 else -ffi.errno
+
+
+class LinuxBackend:
+    """The real kernel, through libc's ``syscall()``."""
+
+    bpf = staticmethod(_linux_bpf)
+    perf_event_open = staticmethod(_linux_perf_event_open)
+
+
+class _Active:
+    """The active backend's entry points, looked up once per call by the wrappers."""
+
+    __slots__ = ("backend", "bpf", "perf_event_open")
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.bpf = backend.bpf
+        self.perf_event_open = backend.perf_event_open
+
+
+active = _Active(LinuxBackend())
+
+
+def get_backend() -> Backend:
+    """The backend in use."""
+    return active.backend
+
+
+def set_backend(backend: Backend) -> Backend:
+    """Route every system call through ``backend``; returns the previous one."""
+    if not isinstance(backend, Backend):
+        raise TypeError(f"{backend!r} does not implement pybpf.sys.Backend")
+    old = active.backend
+    active.backend = backend
+    active.bpf = backend.bpf
+    active.perf_event_open = backend.perf_event_open
+    return old
+
+
+@contextlib.contextmanager
+def use_backend(backend: Backend) -> Iterator[Backend]:
+    """``with use_backend(fake):`` -- :func:`set_backend` for the duration of a block."""
+    old = set_backend(backend)
+    try:
+        yield backend
+    finally:
+        set_backend(old)

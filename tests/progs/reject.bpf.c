@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: GPL-2.0
+/* A program the verifier must reject: it dereferences a map value without a NULL check. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} vals SEC(".maps");
+
+SEC("syscall")
+int bad_deref(void *ctx)
+{
+	__u32 k = 0;
+	__u64 *v = bpf_map_lookup_elem(&vals, &k);
+	*v += 1;  /* no NULL check: R0 invalid mem access 'map_value_or_null' */
+	return 0;
+}
