@@ -49,7 +49,7 @@ import attrs
 
 from ..errors import ParseError
 from .parse import Spec
-from .types import AnyEnum, Composite, Enum64, FuncProto, Int, Kind, Member
+from .types import MODIFIER_KINDS, AnyEnum, Composite, FuncProto, Int, Kind, Member
 
 __all__ = ["dump_c"]
 
@@ -196,12 +196,15 @@ class _CWriter:
 
     def __init__(self, spec: Spec):
         self.spec = spec
+        # Kinds of all ids, read once: cheaper than decoding types just to skip FUNCs & co.
+        self.kinds: List[Kind] = [Kind.UNKN] + [spec.kind_of(i) for i in range(1, len(spec))]
         self.out: List[str] = []
         self.tag: Dict[int, str] = {}            # struct/union/enum/fwd id -> "struct foo"
         self.ordinary: Dict[int, str] = {}       # typedef id -> C name
         self.enumerators: Dict[int, List[str]] = {}
         self.ordinary_names: Set[str] = set()    # typedef names and enum constants in use
         self.layouts: Dict[int, _Layout] = {}
+        self.needed: Set[Tuple[int, bool]] = set()  # need() calls already satisfied
         self.laying_out: Set[int] = set()
         self.declared: Set[str] = set()          # "struct foo" that has been declared or defined
         self.defined: Set[int] = set()           # composites and named enums written out
@@ -230,8 +233,7 @@ class _CWriter:
     def dump_all(self) -> None:
         spec = self.spec
         anon_enums = []
-        for tid in range(1, len(spec)):
-            k = spec.kind_of(tid)
+        for tid, k in enumerate(self.kinds):
             if k == Kind.TYPEDEF or tid in self.tag:
                 self.dump_root(tid)
             elif k in (Kind.ENUM, Kind.ENUM64):
@@ -266,8 +268,7 @@ class _CWriter:
         spec = self.spec
         tags: Dict[str, str] = {}     # bare tag name -> "struct"/"union"/"enum" owning it
         fwds: List[Tuple[int, str, str]] = []
-        for tid in range(1, len(spec)):
-            k = spec.kind_of(tid)
+        for tid, k in enumerate(self.kinds):
             if k in _TAGGED:
                 t = spec.type(tid)
                 kw = "enum" if k in (Kind.ENUM, Kind.ENUM64) else k.name.lower()
@@ -316,9 +317,15 @@ class _CWriter:
         ``complete`` means the type is used by value (a member, an array
         element), so structs must be defined, not just declared.
         """
+        if (tid, complete) in self.needed:
+            return
+        self.need_uncached(tid, complete)
+        self.needed.add((tid, complete))
+
+    def need_uncached(self, tid: int, complete: bool) -> None:
         spec = self.spec
         while True:
-            k = spec.kind_of(tid)
+            k = self.kinds[tid]
             if k in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG):
                 tid = spec.type(tid).type  # type: ignore[union-attr]
             elif k == Kind.PTR:
@@ -373,8 +380,8 @@ class _CWriter:
         """For an unnamed member of a *named* struct type (-fms-extensions), that struct's id."""
         if m.name:
             return 0
-        tid = self.spec.skip_modifiers(m.type)
-        if self.spec.kind_of(tid) in (Kind.STRUCT, Kind.UNION) and tid in self.tag:
+        tid = self.resolve(m.type)
+        if self.kinds[tid] in (Kind.STRUCT, Kind.UNION) and tid in self.tag:
             return tid
         return 0
 
@@ -418,10 +425,10 @@ class _CWriter:
     def c_align(self, tid: int) -> int:
         """Alignment (bytes) of type ``tid`` as this header declares it."""
         spec = self.spec
-        tid = spec.skip_modifiers(tid)
-        while spec.kind_of(tid) == Kind.ARRAY:
-            tid = spec.skip_modifiers(spec.type(tid).type)  # type: ignore[union-attr]
-        k = spec.kind_of(tid)
+        tid = self.resolve(tid)
+        while self.kinds[tid] == Kind.ARRAY:
+            tid = self.resolve(spec.type(tid).type)  # type: ignore[union-attr]
+        k = self.kinds[tid]
         if k == Kind.PTR:
             return _PTR_SIZE
         if k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
@@ -432,8 +439,23 @@ class _CWriter:
         return 1
 
     def c_sizeof(self, tid: int) -> int:
-        tid = self.spec.skip_modifiers(tid)
-        return _PTR_SIZE if self.spec.kind_of(tid) == Kind.PTR else self.spec.sizeof(tid)
+        """sizeof type ``tid`` (arrays multiply out; pointers are the target's)."""
+        tid = self.resolve(tid)
+        k = self.kinds[tid]
+        if k == Kind.PTR:
+            return _PTR_SIZE
+        if k == Kind.ARRAY:
+            t = self.spec.type(tid)
+            return t.nelems * self.c_sizeof(t.type)  # type: ignore[union-attr]
+        return self.spec.sizeof(tid)
+
+    def resolve(self, tid: int) -> int:
+        """Follow typedefs and qualifiers to the type that gives size and alignment."""
+        for _ in range(64):
+            if self.kinds[tid] not in MODIFIER_KINDS:
+                return tid
+            tid = self.spec.type(tid).type  # type: ignore[union-attr]
+        raise self.fail(f"BTF modifier chain at type [{tid}] is too long or cyclic")
 
     def bitfield(self, m: Member) -> Tuple[int, int]:
         """(bit offset, width) of a member; width 0 for a plain member.
@@ -484,9 +506,11 @@ class _CWriter:
             if not packed:
                 align = max(align, a)
         size = t.size * 8
-        if _align_up(_align_up(cur, 8), align * 8) > size or size % (align * 8):
+        natural = _align_up(_align_up(cur, 8), align * 8)
+        if natural > size or size % (align * 8):
             return None
-        return _Layout(align=align, packed=packed, pads=tuple(pads), tail=_pad_pieces(cur, size))
+        tail = _pad_pieces(cur, size) if natural < size else ()
+        return _Layout(align=align, packed=packed, pads=tuple(pads), tail=tail)
 
     def union_layout(self, t: Composite) -> _Layout:
         biggest = 0

@@ -12,11 +12,20 @@ from typing import Dict, List, Mapping, Tuple
 
 import attrs
 
+from ..errors import ParseError
 from .marshal import marshal
 from .parse import Spec
 from .types import AnyType, Datasec, Func, Kind, Linkage, Var
 
 __all__ = ["fixup_object_btf"]
+
+_U32_MAX = 0xFFFFFFFF
+
+
+def _too_big(spec: Spec, datasec: str, what: str) -> ParseError:
+    # ELF symbol values and section sizes are 64-bit, BTF's fields 32-bit.
+    return ParseError(f"DATASEC {datasec!r}: {what} does not fit BTF's 32 bits",
+                      file=spec.file or "<bytes>", section=".BTF")
 
 
 def fixup_object_btf(spec: Spec, section_sizes: Mapping[str, int],
@@ -37,11 +46,15 @@ def fixup_object_btf(spec: Spec, section_sizes: Mapping[str, int],
             for vi in t.vars:
                 vname = spec.type(vi.type).name
                 off = var_offsets.get((t.name, vname), vi.offset)
+                if off > _U32_MAX:
+                    raise _too_big(spec, t.name, f"variable {vname!r} offset {off:#x}")
                 vars_.append(attrs.evolve(vi, offset=off))
             vars_.sort(key=lambda v: v.offset)
             size = section_sizes.get(t.name, t.size)
             if not size and vars_:
                 size = max(v.offset + v.size for v in vars_)
+            if size > _U32_MAX:
+                raise _too_big(spec, t.name, f"size {size:#x}")
             nt = attrs.evolve(t, size=size, vars=tuple(vars_))
             changed |= nt != t
             t = nt

@@ -49,9 +49,6 @@ _SIZE_BYTES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 _BYTES_SIZE = {v: k for k, v in _SIZE_BYTES.items()}
 _U64 = (1 << 64) - 1
 
-_MEMSZ_HINT = ("accesses field incorrectly: the field's size differs in the target and the "
-               "access cannot be resized; make sure you are accessing pointers, unsigned "
-               "integers, or fields of matching type and size")
 
 
 @attrs.frozen
@@ -70,7 +67,9 @@ class Fixup:
     ``target_type_id`` / ``target`` / ``target_index`` name the chosen candidate
     (0 / ``None`` / -1 when there is none); ``local_size`` / ``target_size`` are
     the field sizes that decide a memory access's width (0 where not
-    applicable) and ``resize_ok`` whether a differing size may be adopted.
+    applicable); ``size_problem`` says why a differing size cannot be adopted
+    (a load/store at this instruction is then poisoned; ALU instructions are not
+    affected).
     """
     insn_index: int
     kind: COREReloKind
@@ -87,29 +86,31 @@ class Fixup:
     target_type: str = ""
     local_size: int = 0
     target_size: int = 0
-    resize_ok: bool = True
+    size_problem: str = ""
     relo_index: int = -1
     section: str = ""
 
     @property
     def new_size(self) -> Optional[int]:
         """The access size (bytes) a load/store at this instruction is changed to, if any."""
-        if self.poisoned or self.local_size == self.target_size or not self.resize_ok:
+        if self.poisoned or self.local_size == self.target_size or self.size_problem:
             return None
         return self.target_size
 
     def describe(self) -> str:
-        """One line for humans: ``insn 12: byte_off task_struct.pid: 1234 -> 2468``."""
-        head = f"insn {self.insn_index}: {KIND_NAMES[self.kind]} {self.path}"
+        """One line for humans, e.g. ``insn 12: byte_off task_struct.pid: 16 -> 2480 [struct
+        task_struct [114] of vmlinux]`` or ``insn 9: byte_off poisoned: task.x: field 'x' not
+        found in struct task [1] of vmlinux``."""
+        head = f"insn {self.insn_index}: {KIND_NAMES[self.kind]}"
         if self.poisoned:
-            return f"{head}: poisoned ({self.reason})"
-        text = f"{head}: {self.local_value} -> {self.target_value}"
+            return f"{head} poisoned: {self.reason}"
+        if self.reason:  # unsatisfied but not poisoned (existence checks, type relocations)
+            return f"{head}: {self.local_value} -> {self.target_value}: {self.reason}"
+        text = f"{head} {self.path}: {self.local_value} -> {self.target_value}"
         if self.new_size is not None:
             text += f", access size {self.local_size} -> {self.target_size}"
         if self.target_type:
             text += f" [{self.target_type}]"
-        if self.reason:
-            text += f" ({self.reason})"
         return text
 
 
@@ -177,9 +178,10 @@ def patch_insn(buf: bytearray, fx: Fixup, byteorder: str) -> Fixup:
         if new > 0x7FFF:
             raise CORERelocationError(f"{_where(fx)}: offset {new} does not fit an instruction's "
                                       "16-bit offset")
-        if fx.local_size != fx.target_size and not fx.resize_ok:
+        if fx.local_size != fx.target_size and fx.size_problem:
             _poison(buf, pos, codec)
-            return attrs.evolve(fx, poisoned=True, reason=_MEMSZ_HINT)
+            return attrs.evolve(fx, poisoned=True,
+                                reason=f"{fx.path}: accesses field incorrectly: {fx.size_problem}")
         if fx.local_size != fx.target_size:
             have = _SIZE_BYTES.get(code & 0x18)
             if have != fx.local_size:

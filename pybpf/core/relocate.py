@@ -155,19 +155,29 @@ class _Outcome:
     def poisoned(self) -> bool:
         return self.target is None
 
-    def resize_ok(self, local: Spec, target: Optional[Spec]) -> bool:
-        """libbpf: a load/store may change width only for pointers and non-signed ints."""
+    def size_problem(self, local: Spec, target: Optional[Spec], where: str) -> str:
+        """Why a load/store cannot change width to the target field's size ("" if it can).
+
+        As libbpf: only pointers and non-signed integers keep their value when
+        read with another width (zero extension); anything else is poisoned.
+        """
         if self.target is None or self.local.size == self.target.size:
-            return True
+            return ""
         lt = local.type(self.local.type_id)
         tt = target.type(self.target.type_id) if target is not None else None
-        if tt is None:
-            return False
-        if lt.kind == Kind.PTR and tt.kind == Kind.PTR:
-            return True
-        return (lt.kind == Kind.INT and tt.kind == Kind.INT
-                and lt.encoding != IntEncoding.SIGNED  # type: ignore[union-attr]
-                and tt.encoding != IntEncoding.SIGNED)  # type: ignore[union-attr]
+        if tt is not None:
+            if lt.kind == Kind.PTR and tt.kind == Kind.PTR:
+                return ""
+            if (lt.kind == Kind.INT and tt.kind == Kind.INT
+                    and lt.encoding != IntEncoding.SIGNED  # type: ignore[union-attr]
+                    and tt.encoding != IntEncoding.SIGNED):  # type: ignore[union-attr]
+                return ""
+        lname = local.type_name(self.local.type_id) if self.local.type_id else "a bitfield"
+        tname = target.type_name(self.target.type_id) \
+            if target is not None and self.target.type_id else "a bitfield"
+        return (f"it is {lname} ({self.local.size} bytes) locally but {tname} "
+                f"({self.target.size} bytes) in {where}; only pointers and unsigned integers "
+                "can be read or written with another width")
 
 
 def _outcome(kind: COREReloKind, local: AccessSpec, targ: Optional[AccessSpec],
@@ -278,7 +288,7 @@ def _fixup(base: dict, path: str, out: _Outcome, local_btf: Spec, cand: Optional
         target_type=cand.describe() if cand is not None else "",
         local_size=out.local.size,
         target_size=tv.size if tv is not None else 0,
-        resize_ok=out.resize_ok(local_btf, target),
+        size_problem=out.size_problem(local_btf, target, cand.describe() if cand else ""),
         **base,
     )
 

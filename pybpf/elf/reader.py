@@ -15,7 +15,7 @@ from ..btf import Kind, Spec
 from ..btf.ext import ExtInfo, parse_ext
 from ..btf.fixup import fixup_object_btf
 from ..btf.types import Datasec
-from ..errors import ParseError
+from ..errors import NotSupportedError, ParseError
 from ..spec import (CollectionSpec, CORERef, ExternRef, FuncInfoRec, LineInfoRec, MapKind, MapRef,
                     MapSpec, ProgramSpec, VariableSpec)
 from .elffile import (SHN_ABS, SHN_COMMON, SHN_UNDEF, SHT_NOBITS, SHT_PROGBITS, STB_LOCAL,
@@ -34,6 +34,8 @@ _PSEUDO_FUNC = 4
 _PSEUDO_MAP_FD = 1
 _MAP_TYPE_ARRAY = 2
 _F_RDONLY_PROG = 1 << 7
+_F_SLEEPABLE = 1 << 4
+_F_XDP_HAS_FRAGS = 1 << 5
 _DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..+)?$")
 
 
@@ -246,9 +248,10 @@ class _Reader:
             if any(funcs[i].end > funcs[i + 1].start for i in range(len(funcs) - 1)):
                 raise self.fail("functions overlap", sec.name)
             if not is_text:
-                info = parse_section(sec.name)  # raises ParseError for unknown names
-                if info is None:
-                    raise self.fail("unknown program section", sec.name)
+                try:
+                    parse_section(sec.name)
+                except ParseError as e:  # it names the section; add the file
+                    raise self.fail(e.reason, sec.name) from None
             self.funcs[sec.index] = funcs
 
     def _func_at(self, shndx: int, idx: int, where: str) -> _Func:
@@ -259,22 +262,24 @@ class _Reader:
                         self.elf.sections[shndx].name if shndx < len(self.elf.sections) else None)
 
     def _link(self, main: _Func, license: str, kver: int) -> ProgramSpec:
-        from .. import consts
         info = parse_section(main.sec.name)
+        supported, reason = info.supported, info.unsupported_reason
         try:
-            prog_type = int(consts.ProgType[info.prog_type])
-            eat = int(consts.AttachType[info.expected_attach_type]) if info.expected_attach_type else 0
-        except KeyError as e:
-            raise self.fail(f"program {main.name!r}: kernel enum value {e} unknown to pybpf",
-                            main.sec.name) from None
+            prog_type = int(info.prog_type_enum())
+            eat = info.attach_type_enum()
+            eat = int(eat) if eat is not None else 0
+        except NotSupportedError as e:
+            # Newer than the kernel ABI pybpf knows: parse it, refuse it at load.
+            prog_type, eat, supported, reason = 0, 0, False, str(e)
+        flags = (_F_SLEEPABLE if info.sleepable else 0) | (_F_XDP_HAS_FRAGS if info.xdp_frags else 0)
         out = bytearray()
         placed: Dict[Tuple[int, int], int] = {}
         spec = ProgramSpec(name=main.name, section=main.sec.name, insns=out, prog_type=prog_type,
                            expected_attach_type=eat, attach_to=info.target,
                            attach_kind=info.attach_kind, sleepable=info.sleepable,
                            autoload=info.autoload, license=license, kern_version=kver,
-                           byteorder=self.bo, supported=info.supported,
-                           unsupported_reason=info.unsupported_reason, btf=self.btf)
+                           flags=flags, byteorder=self.bo, supported=supported,
+                           unsupported_reason=reason, btf=self.btf)
         if self.ext is not None:
             spec.func_info_rec_size = self.ext.func_info_rec_size
             spec.line_info_rec_size = self.ext.line_info_rec_size

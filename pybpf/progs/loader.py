@@ -94,7 +94,7 @@ def load_program(spec: ProgramSpec, *, maps: Dict[str, "object"], btf_fd, kernel
     line_info = b"".join(struct.pack("=IIII", l.insn, l.file_name_off, l.line_off, (l.line << 10) | l.col)
                          for l in spec.line_info) if use_btf else b""
     poisoned = {f.insn_index: f for f in fixups if f.poisoned}
-    flags = spec.flags | (1 << 4 if spec.sleepable else 0)   # BPF_F_SLEEPABLE
+    flags = spec.flags
 
     def source_line(idx: int) -> Optional[str]:
         li = spec.source_line(idx)
@@ -122,9 +122,7 @@ def load_program(spec: ProgramSpec, *, maps: Dict[str, "object"], btf_fd, kernel
             prog_name=spec.kernel_name, kern_version=spec.kern_version,
             prog_btf_fd=btf_fd.fileno() if use_btf else 0,
             func_info=func_info, func_info_rec_size=8 if func_info else 0,
-            func_info_cnt=len(spec.func_info) if func_info else 0,
             line_info=line_info, line_info_rec_size=16 if line_info else 0,
-            line_info_cnt=len(spec.line_info) if line_info else 0,
             attach_btf_id=attach_btf_id, log_level=level, log_buf=buf,
             context=f"program {spec.name}")
 

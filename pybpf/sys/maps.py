@@ -1,0 +1,334 @@
+"""bpf(2) map commands: create, element operations, batches, freeze.
+
+Element operations are the hot path of a map-reading program, so they avoid
+per-call allocation: each call borrows a *scratch* (an attr struct plus key and
+value buffers with precomputed addresses) from a pool, copies the key in, and
+copies the value out.  A scratch belongs to one call at a time, so the pool is
+safe across threads and re-entrant (signal handlers, finalizers) without locks.
+
+Buffers follow the kernel's contract, as in libbpf: ``key`` holds exactly the
+map's key size; ``value`` exactly its value size -- for per-CPU maps
+``round_up(value_size, 8) * possible CPUs`` bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, List, Optional, Tuple
+
+from ..consts import Cmd
+from ._errors import bpf_error
+from ._core import Buffer, Pins, bpf_call, bpf_fd, new, retry, set_name, sizeof
+from ._libc import ffi
+from .backend import active
+from .fd import FD
+
+__all__ = [
+    "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem", "map_get_next_key",
+    "map_lookup_and_delete_elem", "map_freeze", "map_lookup_batch",
+    "map_lookup_and_delete_batch", "map_update_batch", "map_delete_batch",
+]
+
+_LOOKUP = int(Cmd.MAP_LOOKUP_ELEM)
+_UPDATE = int(Cmd.MAP_UPDATE_ELEM)
+_DELETE = int(Cmd.MAP_DELETE_ELEM)
+_NEXT_KEY = int(Cmd.MAP_GET_NEXT_KEY)
+_LOOKUP_DELETE = int(Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
+_ELEM_SIZE = sizeof("map_elem_attr")
+_BATCH_SIZE = sizeof("map_batch_attr")
+_UINTPTR = ffi.typeof("uintptr_t")
+_memmove = ffi.memmove
+_KEEP_LIMIT = 64 * 1024   # scratch buffers up to this size are kept for reuse
+
+
+class _Scratch:
+    """An element-op attr with key and value buffers, borrowed by one call at a time."""
+
+    __slots__ = ("attr", "kbuf", "kaddr", "kcap", "vbuf", "vaddr", "vcap")
+
+    def __init__(self) -> None:
+        self.attr = new("map_elem_attr")
+        self._set_key(64)
+        self._set_value(256)
+
+    def _set_key(self, n: int) -> None:
+        self.kbuf = ffi.new("char[]", n)
+        self.kaddr = int(ffi.cast(_UINTPTR, self.kbuf))
+        self.kcap = n
+
+    def _set_value(self, n: int) -> None:
+        self.vbuf = ffi.new("char[]", n)
+        self.vaddr = int(ffi.cast(_UINTPTR, self.vbuf))
+        self.vcap = n
+
+    def fit(self, klen: int, vlen: int) -> "_Scratch":
+        """This scratch, or a one-off one when the sizes are too big to keep around."""
+        if klen > _KEEP_LIMIT or vlen > _KEEP_LIMIT:
+            s = _Scratch.__new__(_Scratch)
+            s.attr = new("map_elem_attr")
+            s._set_key(max(klen, 1))
+            s._set_value(max(vlen, 1))
+            return s
+        if klen > self.kcap:
+            self._set_key(max(klen, 2 * self.kcap))
+        if vlen > self.vcap:
+            self._set_value(max(vlen, 2 * self.vcap))
+        return self
+
+
+_POOL: List[_Scratch] = [_Scratch()]
+_take = _POOL.pop
+_give = _POOL.append
+
+
+def _borrow() -> _Scratch:
+    try:
+        return _take()
+    except IndexError:
+        return _Scratch()
+
+
+# -- create ---------------------------------------------------------------------------------
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, *,
+               map_flags: int = 0, inner_map_fd: int = 0, numa_node: int = 0, map_name: str = "",
+               map_ifindex: int = 0, btf_fd: int = 0, btf_key_type_id: int = 0,
+               btf_value_type_id: int = 0, btf_vmlinux_value_type_id: int = 0, map_extra: int = 0,
+               value_type_btf_obj_fd: int = 0, map_token_fd: int = 0,
+               excl_prog_hash: Optional[bytes] = None, context: str = "") -> FD:
+    """BPF_MAP_CREATE.  Keyword names are the kernel's ``bpf_attr`` field names.
+
+    ``map_name`` is truncated to 15 bytes; the kernel accepts only ``[A-Za-z0-9_.]``.
+    Setting ``map_token_fd`` also sets ``BPF_F_TOKEN_FD`` in ``map_flags``.
+    """
+    a = new("map_create_attr")
+    a.map_type = map_type
+    a.key_size = key_size
+    a.value_size = value_size
+    a.max_entries = max_entries
+    a.map_flags = map_flags
+    a.inner_map_fd = inner_map_fd
+    a.numa_node = numa_node
+    if map_name:
+        set_name(a.map_name, map_name)
+    a.map_ifindex = map_ifindex
+    a.btf_fd = btf_fd
+    a.btf_key_type_id = btf_key_type_id
+    a.btf_value_type_id = btf_value_type_id
+    a.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
+    a.map_extra = map_extra
+    a.value_type_btf_obj_fd = value_type_btf_obj_fd
+    if map_token_fd:
+        a.map_token_fd = map_token_fd
+        a.map_flags = map_flags | (1 << 16)  # BPF_F_TOKEN_FD
+    pins = Pins()
+    if excl_prog_hash:
+        a.excl_prog_hash = pins.buf(excl_prog_hash)
+        a.excl_prog_hash_size = len(excl_prog_hash)
+    return bpf_fd(Cmd.MAP_CREATE, a, sizeof("map_create_attr"), context)
+
+
+# -- elements (hot path) --------------------------------------------------------------------
+
+def map_lookup_elem(fd: int, key: Buffer, value: bytearray, flags: int = 0, *,
+                    context: str = "") -> None:
+    """BPF_MAP_LOOKUP_ELEM: copy the value of ``key`` into the writable buffer ``value``.
+
+    Raises :class:`~pybpf.errors.KeyNotFoundError` when the key is absent.
+    """
+    klen = len(key)
+    vlen = len(value)
+    s = _borrow()
+    try:
+        if klen > s.kcap or vlen > s.vcap:
+            s = s.fit(klen, vlen)
+        _memmove(s.kbuf, key, klen)
+        a = s.attr
+        a.map_fd = fd
+        a.key = s.kaddr
+        a.value = s.vaddr
+        a.flags = flags
+        r = active.bpf(_LOOKUP, a, _ELEM_SIZE)
+        if r < 0:
+            retry(_LOOKUP, a, _ELEM_SIZE, r, context)
+        _memmove(value, s.vbuf, vlen)
+    finally:
+        _give(s)
+
+
+def map_update_elem(fd: int, key: Buffer, value: Buffer, flags: int = 0, *,
+                    context: str = "") -> None:
+    """BPF_MAP_UPDATE_ELEM with ``flags`` from :class:`~pybpf.consts.UpdateFlags`.
+
+    Raises :class:`~pybpf.errors.KeyExistsError` for ``NOEXIST`` on a present key and
+    :class:`~pybpf.errors.KeyNotFoundError` for ``EXIST`` on an absent one.
+    """
+    klen = len(key)
+    vlen = len(value)
+    s = _borrow()
+    try:
+        if klen > s.kcap or vlen > s.vcap:
+            s = s.fit(klen, vlen)
+        _memmove(s.kbuf, key, klen)
+        _memmove(s.vbuf, value, vlen)
+        a = s.attr
+        a.map_fd = fd
+        a.key = s.kaddr
+        a.value = s.vaddr
+        a.flags = flags
+        r = active.bpf(_UPDATE, a, _ELEM_SIZE)
+        if r < 0:
+            retry(_UPDATE, a, _ELEM_SIZE, r, context)
+    finally:
+        _give(s)
+
+
+def map_delete_elem(fd: int, key: Buffer, flags: int = 0, *, context: str = "") -> None:
+    """BPF_MAP_DELETE_ELEM; :class:`~pybpf.errors.KeyNotFoundError` when the key is absent."""
+    klen = len(key)
+    s = _borrow()
+    try:
+        if klen > s.kcap:
+            s = s.fit(klen, 0)
+        _memmove(s.kbuf, key, klen)
+        a = s.attr
+        a.map_fd = fd
+        a.key = s.kaddr
+        a.value = 0
+        a.flags = flags
+        r = active.bpf(_DELETE, a, _ELEM_SIZE)
+        if r < 0:
+            retry(_DELETE, a, _ELEM_SIZE, r, context)
+    finally:
+        _give(s)
+
+
+def map_get_next_key(fd: int, key: Optional[Buffer], next_key: bytearray, *,
+                     context: str = "") -> None:
+    """BPF_MAP_GET_NEXT_KEY: write the key after ``key`` (the first key for ``None``) into
+    ``next_key``.  Raises :class:`~pybpf.errors.KeyNotFoundError` after the last key."""
+    klen = len(next_key)
+    s = _borrow()
+    try:
+        if klen > s.kcap or klen > s.vcap:
+            s = s.fit(klen, klen)
+        a = s.attr
+        a.map_fd = fd
+        if key is None:
+            a.key = 0
+        else:
+            _memmove(s.kbuf, key, len(key))
+            a.key = s.kaddr
+        a.next_key = s.vaddr
+        a.flags = 0
+        r = active.bpf(_NEXT_KEY, a, _ELEM_SIZE)
+        if r < 0:
+            retry(_NEXT_KEY, a, _ELEM_SIZE, r, context)
+        _memmove(next_key, s.vbuf, klen)
+    finally:
+        _give(s)
+
+
+def map_lookup_and_delete_elem(fd: int, key: Optional[Buffer], value: bytearray,
+                               flags: int = 0, *, context: str = "") -> None:
+    """BPF_MAP_LOOKUP_AND_DELETE_ELEM: pop ``key`` into ``value``.
+
+    For queue and stack maps ``key`` is ``None`` (pop the next element).
+    """
+    vlen = len(value)
+    s = _borrow()
+    try:
+        klen = 0 if key is None else len(key)
+        if klen > s.kcap or vlen > s.vcap:
+            s = s.fit(klen, vlen)
+        a = s.attr
+        a.map_fd = fd
+        if key is None:
+            a.key = 0
+        else:
+            _memmove(s.kbuf, key, klen)
+            a.key = s.kaddr
+        a.value = s.vaddr
+        a.flags = flags
+        r = active.bpf(_LOOKUP_DELETE, a, _ELEM_SIZE)
+        if r < 0:
+            retry(_LOOKUP_DELETE, a, _ELEM_SIZE, r, context)
+        _memmove(value, s.vbuf, vlen)
+    finally:
+        _give(s)
+
+
+def map_freeze(fd: int, *, context: str = "") -> None:
+    """BPF_MAP_FREEZE: make the map read-only for user space (BPF programs may still write
+    unless the map was created with ``BPF_F_RDONLY_PROG``)."""
+    a = new("map_elem_attr")
+    a.map_fd = fd
+    bpf_call(Cmd.MAP_FREEZE, a, _ELEM_SIZE, context)
+
+
+# -- batches --------------------------------------------------------------------------------
+
+def _batch(cmd: int, fd: int, in_batch: Optional[Buffer], out_batch: Optional[bytearray],
+           keys: Optional[Buffer], values: Optional[Buffer], count: int, elem_flags: int,
+           flags: int, context: str, writable_kv: bool) -> Tuple[int, bool]:
+    pins = Pins()
+    a = new("map_batch_attr")
+    a.map_fd = fd
+    a.in_batch = pins.buf(in_batch)
+    a.out_batch = pins.buf(out_batch, writable=True)
+    a.keys = pins.buf(keys, writable=writable_kv)
+    a.values = pins.buf(values, writable=writable_kv)
+    a.count = count
+    a.elem_flags = elem_flags
+    a.flags = flags
+    r = active.bpf(cmd, a, _BATCH_SIZE)
+    while r == -errno.EINTR:
+        r = active.bpf(cmd, a, _BATCH_SIZE)
+    if r < 0:
+        if r == -errno.ENOENT and cmd in (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH):
+            return a.count, True
+        err = bpf_error(cmd, -r, context)
+        err.count = a.count  # type: ignore[attr-defined]  # elements done before the failure
+        raise err
+    return a.count, False
+
+
+def map_lookup_batch(fd: int, in_batch: Optional[Buffer], out_batch: bytearray, keys: bytearray,
+                     values: bytearray, count: int, *, elem_flags: int = 0, flags: int = 0,
+                     context: str = "") -> Tuple[int, bool]:
+    """BPF_MAP_LOOKUP_BATCH: read up to ``count`` elements into ``keys``/``values``.
+
+    ``in_batch`` is ``None`` for the first call, then the previous ``out_batch``; the
+    batch token is key-sized for most maps (libbpf sizes it like a key, at least 4 bytes).
+    Returns ``(n, done)``: ``n`` elements were read, ``done`` is true when the map has
+    no more (the kernel's ENOENT).  On another failure the raised error has ``.count``.
+    """
+    return _batch(Cmd.MAP_LOOKUP_BATCH, fd, in_batch, out_batch, keys, values, count,
+                  elem_flags, flags, context, True)
+
+
+def map_lookup_and_delete_batch(fd: int, in_batch: Optional[Buffer], out_batch: bytearray,
+                                keys: bytearray, values: bytearray, count: int, *,
+                                elem_flags: int = 0, flags: int = 0,
+                                context: str = "") -> Tuple[int, bool]:
+    """BPF_MAP_LOOKUP_AND_DELETE_BATCH: like :func:`map_lookup_batch`, deleting what it reads."""
+    return _batch(Cmd.MAP_LOOKUP_AND_DELETE_BATCH, fd, in_batch, out_batch, keys, values, count,
+                  elem_flags, flags, context, True)
+
+
+def map_update_batch(fd: int, keys: Buffer, values: Buffer, count: int, *, elem_flags: int = 0,
+                     flags: int = 0, context: str = "") -> int:
+    """BPF_MAP_UPDATE_BATCH: write ``count`` key/value pairs; returns how many were written."""
+    return _batch(Cmd.MAP_UPDATE_BATCH, fd, None, None, keys, values, count, elem_flags, flags,
+                  context, False)[0]
+
+
+def map_delete_batch(fd: int, keys: Buffer, count: int, *, elem_flags: int = 0, flags: int = 0,
+                     context: str = "") -> int:
+    """BPF_MAP_DELETE_BATCH: delete ``count`` keys; returns how many were deleted.
+
+    An absent key stops the batch with :class:`~pybpf.errors.SyscallError` (ENOENT) whose
+    ``.count`` says how many were deleted before it.
+    """
+    return _batch(Cmd.MAP_DELETE_BATCH, fd, None, None, keys, None, count, elem_flags, flags,
+                  context, False)[0]
