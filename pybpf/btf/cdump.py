@@ -255,7 +255,7 @@ class _CWriter:
             self.define(tid)
         elif k in (Kind.ENUM, Kind.ENUM64):
             if t.name:
-                self.define_enum(tid)
+                self.need(tid, True)
             elif tid not in self.anon_enums and t.values:  # type: ignore[union-attr]
                 self.anon_enums.add(tid)
                 self.out.append(self.enum_body(tid, 0) + ";\n\n")
@@ -557,7 +557,7 @@ class _CWriter:
                 tags.append(f'__btf_type_tag("{t.name}")')
                 tid = t.type  # type: ignore[union-attr]
             elif k == Kind.PTR:
-                mods = " ".join(quals + tags)
+                mods = " ".join(quals + tags[::-1])
                 inner = "*" + (mods + " " + inner if mods and inner else mods or inner)
                 quals, tags = [], []
                 tid = t.type  # type: ignore[union-attr]
@@ -577,7 +577,7 @@ class _CWriter:
             else:
                 base = self.base(tid, indent)
                 break
-        text = " ".join(quals + [base] + tags)
+        text = " ".join(quals + [base] + tags[::-1])  # the innermost tag sits next to the base
         return f"{text} {inner}" if inner else text
 
     def base(self, tid: int, indent: int) -> str:

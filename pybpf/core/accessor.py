@@ -26,7 +26,7 @@ from ..errors import CORERelocationError, ParseError
 
 __all__ = [
     "Accessor", "AccessSpec", "parse_access", "format_path", "is_field_kind", "is_type_kind",
-    "is_enumval_kind", "sizeof", "MAX_SPEC_LEN", "KIND_NAMES",
+    "is_enumval_kind", "is_flex_array", "sizeof", "MAX_SPEC_LEN", "KIND_NAMES",
 ]
 
 MAX_SPEC_LEN = 64
@@ -168,7 +168,7 @@ def parse_access(btf: Spec, relo: CORERelo) -> AccessSpec:
             cur = m.type
         elif t.kind == Kind.ARRAY:
             elem = btf.skip_modifiers(t.type)  # type: ignore[union-attr]
-            if not _is_flex(btf, accessors[-1], t.nelems) and idx >= t.nelems:  # type: ignore[union-attr]
+            if not is_flex_array(btf, accessors[-1], t.nelems) and idx >= t.nelems:  # type: ignore[union-attr]
                 raise CORERelocationError(f"index {idx} past the end of {btf.type_name(cur)}")
             accessors.append(Accessor(elem, idx))
             bit_offset += idx * sizeof(btf, elem) * 8
@@ -179,7 +179,7 @@ def parse_access(btf: Spec, relo: CORERelo) -> AccessSpec:
     return AccessSpec(btf, relo.type_id, kind, tuple(accessors), raw, bit_offset)
 
 
-def _is_flex(btf: Spec, parent: Accessor, nelems: int) -> bool:
+def is_flex_array(btf: Spec, parent: Accessor, nelems: int) -> bool:
     """A zero-length array that is the last named member of its struct (``int x[];``)."""
     if parent.name is None or nelems > 0:
         return False

@@ -10,8 +10,9 @@ Three relations are used, each for a different kind of relocation:
   (``__bpf_core_types_match``): same layout-relevant shape, members by name.
 
 Each returns ``True``/``False``; a type graph too deep or cyclic to decide raises
-:class:`_TooDeep`, which the caller turns into a :class:`~pybpf.errors.CORERelocationError`
-(libbpf fails the load with ``-EINVAL`` in that case rather than guessing).
+:class:`DepthExceeded` (libbpf fails the load with ``-EINVAL`` in that case rather
+than guessing), which :func:`pybpf.core.relocate` reports as a
+:class:`~pybpf.errors.CORERelocationError`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..btf.types import Kind
 
 __all__ = [
     "essential_name", "kinds_compatible", "fields_compatible", "types_compatible", "types_match",
-    "MAX_DEPTH",
+    "MAX_DEPTH", "DepthExceeded",
 ]
 
 MAX_DEPTH = 32
@@ -31,8 +32,9 @@ _ENUM_KINDS = (Kind.ENUM, Kind.ENUM64)
 _COMPOSITE_KINDS = (Kind.STRUCT, Kind.UNION)
 
 
-class _TooDeep(Exception):
-    """A type walk exceeded :data:`MAX_DEPTH` (libbpf: -EINVAL)."""
+class DepthExceeded(Exception):
+    """A type walk exceeded :data:`MAX_DEPTH` (libbpf: -EINVAL).  Internal: never
+    escapes :func:`pybpf.core.relocate`, which turns it into a CORERelocationError."""
 
 
 def essential_name(name: str) -> str:
@@ -59,8 +61,9 @@ def _names_match(local_name: str, targ_name: str) -> bool:
     return essential_name(local_name) == essential_name(targ_name)
 
 
-def _int_offset(t: object) -> int:
-    return getattr(t, "bit_offset", 0)
+def _plain_ints(a: object, b: object) -> bool:
+    """Neither int is a legacy bitfield-like int (non-zero BTF_INT_OFFSET)."""
+    return a.bit_offset == 0 and b.bit_offset == 0  # type: ignore[attr-defined]
 
 
 def fields_compatible(local: Spec, local_id: int, targ: Spec, targ_id: int) -> bool:
@@ -88,13 +91,13 @@ def fields_compatible(local: Spec, local_id: int, targ: Spec, targ_id: int) -> b
             tn = essential_name(targ.type(targ_id).name)
             return not ln or not tn or ln == tn
         if lk == Kind.INT:
-            return _int_offset(local.type(local_id)) == 0 and _int_offset(targ.type(targ_id)) == 0
+            return _plain_ints(local.type(local_id), targ.type(targ_id))
         if lk == Kind.ARRAY:
             local_id = local.type(local_id).type  # type: ignore[union-attr]
             targ_id = targ.type(targ_id).type  # type: ignore[union-attr]
             continue
         return False
-    raise _TooDeep()
+    raise DepthExceeded()
 
 
 def types_compatible(local: Spec, local_id: int, targ: Spec, targ_id: int,
@@ -122,7 +125,7 @@ def types_compatible(local: Spec, local_id: int, targ: Spec, targ_id: int,
         lt = local.type(local_id)
         tt = targ.type(targ_id)
         if lk == Kind.INT:
-            return _int_offset(lt) == 0 and _int_offset(tt) == 0
+            return _plain_ints(lt, tt)
         if lk in (Kind.PTR, Kind.ARRAY):
             local_id = lt.type  # type: ignore[union-attr]
             targ_id = tt.type  # type: ignore[union-attr]
@@ -134,7 +137,7 @@ def types_compatible(local: Spec, local_id: int, targ: Spec, targ_id: int,
                 return False
             for lp, tp in zip(lps, tps):
                 if level <= 0:
-                    raise _TooDeep()
+                    raise DepthExceeded()
                 if not types_compatible(local, local.skip_modifiers(lp.type),
                                         targ, targ.skip_modifiers(tp.type), level - 1):
                     return False
@@ -142,7 +145,7 @@ def types_compatible(local: Spec, local_id: int, targ: Spec, targ_id: int,
             targ_id = tt.return_type  # type: ignore[union-attr]
             continue
         return False
-    raise _TooDeep()
+    raise DepthExceeded()
 
 
 def types_match(local: Spec, local_id: int, targ: Spec, targ_id: int,
@@ -159,7 +162,7 @@ def types_match(local: Spec, local_id: int, targ: Spec, targ_id: int,
     pointer); function prototypes equal arity and matching argument and return types.
     """
     if level <= 0:
-        raise _TooDeep()
+        raise DepthExceeded()
     for _ in range(MAX_DEPTH):
         local_id = local.skip_modifiers(local_id)
         targ_id = targ.skip_modifiers(targ_id)
@@ -215,7 +218,7 @@ def types_match(local: Spec, local_id: int, targ: Spec, targ_id: int,
             targ_id = tt.return_type  # type: ignore[union-attr]
             continue
         return False
-    raise _TooDeep()
+    raise DepthExceeded()
 
 
 def _enums_match(lt: object, tt: object) -> bool:

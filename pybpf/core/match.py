@@ -20,9 +20,9 @@ from ..btf.ext import COREReloKind
 from ..btf.types import Kind
 from ..errors import CORERelocationError
 from .accessor import (
-    MAX_SPEC_LEN, Accessor, AccessSpec, _is_flex, is_enumval_kind, is_type_kind, sizeof,
+    MAX_SPEC_LEN, Accessor, AccessSpec, is_flex_array, is_enumval_kind, is_type_kind, sizeof,
 )
-from .compat import _TooDeep, essential_name, fields_compatible, types_compatible, types_match
+from .compat import DepthExceeded, essential_name, fields_compatible, types_compatible, types_match
 
 __all__ = ["Mismatch", "match_candidate"]
 
@@ -42,7 +42,7 @@ def match_candidate(local: AccessSpec, targ: Spec, targ_id: int) -> _U[AccessSpe
         if is_enumval_kind(kind):
             return _match_enumval(local, targ, targ_id)
         return _FieldMatcher(local, targ).run(targ_id)
-    except _TooDeep:
+    except DepthExceeded:
         raise CORERelocationError(
             f"{targ.type_name(targ_id)} [{targ_id}] nests too deeply to compare with local "
             f"{local.btf.type_name(local.root_type_id)}") from None
@@ -105,7 +105,7 @@ class _FieldMatcher:
                 if t.kind != Kind.ARRAY:
                     return Mismatch(f"{targ.type_name(targ_id)} is not an array, cannot index "
                                     f"it with [{lacc.index}]")
-                flex = _is_flex(targ, self.accessors[-1], t.nelems)  # type: ignore[union-attr]
+                flex = is_flex_array(targ, self.accessors[-1], t.nelems)  # type: ignore[union-attr]
                 if not flex and lacc.index >= t.nelems:  # type: ignore[union-attr]
                     return Mismatch(f"index {lacc.index} is past the end of "
                                     f"{targ.type_name(targ_id)}")

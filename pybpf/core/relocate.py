@@ -26,7 +26,7 @@ import attrs
 
 from ..btf import Spec
 from ..btf.ext import COREReloKind, CORERelo
-from ..btf.types import IntEncoding, Kind
+from ..btf.types import AnyEnum, Int, IntEncoding, Kind
 from ..errors import CORERelocationError
 from .accessor import (
     KIND_NAMES, AccessSpec, format_path, is_enumval_kind, is_field_kind, parse_access, sizeof,
@@ -79,7 +79,10 @@ def _field_value(kind: COREReloKind, spec: Optional[AccessSpec], big_endian: boo
     if bitfield:
         # The smallest naturally aligned load, starting from the field type's size,
         # that covers the whole bitfield.
-        byte_sz = ft.size  # type: ignore[union-attr]
+        byte_sz = ft.size if isinstance(ft, (Int, AnyEnum)) else 0
+        if byte_sz <= 0:
+            raise CORERelocationError(f"bitfield '{acc.name}' has type {btf.type_name(field_id)}, "
+                                      "not an integer or enum")
         byte_off = bit_off // 8 // byte_sz * byte_sz
         while bit_off + bit_sz - byte_off * 8 > byte_sz * 8:
             if byte_sz >= 8:
@@ -97,8 +100,8 @@ def _field_value(kind: COREReloKind, spec: Optional[AccessSpec], big_endian: boo
     if kind == COREReloKind.FIELD_BYTE_SIZE:
         return _Value(byte_sz, validate=not bitfield)
     if kind == COREReloKind.FIELD_SIGNED:
-        signed = (ft.kind in (Kind.ENUM, Kind.ENUM64) and ft.signed) or \
-                 (ft.kind == Kind.INT and bool(ft.encoding & IntEncoding.SIGNED))  # type: ignore[union-attr]
+        signed = (isinstance(ft, AnyEnum) and ft.signed) or \
+            (isinstance(ft, Int) and bool(ft.encoding & IntEncoding.SIGNED))
         return _Value(int(signed))
     if kind == COREReloKind.FIELD_LSHIFT_U64:
         if big_endian:
@@ -209,15 +212,16 @@ def _describe_failure(local: AccessSpec, cands: Sequence[Candidate],
     return "; ".join(f"{m.reason} of {c.label}" for c, m in mismatches)
 
 
-def _ambiguity(kind: COREReloKind, first: Tuple[Candidate, AccessSpec, _Outcome],
+def _ambiguity(first: Tuple[Candidate, AccessSpec, _Outcome],
                other: Tuple[Candidate, AccessSpec, _Outcome]) -> str:
+    """The error text when two matching candidates resolve differently."""
+    show_offsets = first[1].bit_offset != other[1].bit_offset
+
     def says(c: Candidate, s: AccessSpec, o: _Outcome) -> str:
-        if o.target is None:
-            return f"{c.describe()} fails"
-        what = f"{o.target.value}"
-        if is_field_kind(kind) and s.bit_offset % 8:
-            what += f" (bit offset {s.bit_offset})"
-        return f"{c.describe()} gives {what}"
+        what = "fails" if o.target is None else f"gives {o.target.value}"
+        if show_offsets:
+            what += f" (field at bit offset {s.bit_offset})"
+        return f"{c.describe()} {what}"
     return f"candidates disagree: {says(*first)}, {says(*other)}"
 
 
@@ -258,7 +262,7 @@ def _resolve(local_btf: Spec, relo: CORERelo, index: int, cache: CandidateCache,
             elif res.bit_offset != chosen[1].bit_offset or out.poisoned != chosen[2].poisoned or \
                     (out.target is not None and chosen[2].target is not None
                      and out.target.value & _U64 != chosen[2].target.value & _U64):
-                raise CORERelocationError(_ambiguity(relo.kind, chosen, (cand, res, out)))
+                raise CORERelocationError(_ambiguity(chosen, (cand, res, out)))
             matched.append(cand)
         cache.narrow(relo.type_id, matched)
         if chosen is None:

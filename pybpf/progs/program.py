@@ -90,7 +90,7 @@ class Program:
 
     def info(self) -> ProgramInfo:
         i = _sys.prog_info(self.fd)
-        return ProgramInfo(id=i["id"], type=i["type"], name=i["name"], tag=i["tag"],
+        return ProgramInfo(id=i["id"], type=i["type"], name=i["name"], tag=i["tag"].hex() if isinstance(i["tag"], (bytes, bytearray)) else str(i["tag"]),
                            btf_id=i["btf_id"], xlated_prog_len=i["xlated_prog_len"],
                            jited_prog_len=i["jited_prog_len"], verified_insns=i["verified_insns"],
                            run_time_ns=i["run_time_ns"], run_cnt=i["run_cnt"],

@@ -9,6 +9,7 @@ until the call returns: :class:`Pins` holds the cffi buffer objects for that.
 from __future__ import annotations
 
 import errno
+import struct as _struct
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 from ._errors import bpf_error
@@ -16,7 +17,7 @@ from ._libc import ffi
 from .backend import active
 from .fd import FD
 
-__all__ = ["bpf_call", "bpf_fd", "retry", "Pins", "new", "sizeof", "as_dict", "cstring",
+__all__ = ["bpf_call", "bpf_fd", "retry", "attempt", "packer", "Pins", "new", "sizeof", "as_dict", "cstring",
            "set_name", "Buffer"]
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -48,16 +49,29 @@ def new(struct: str) -> Any:
 
 
 def retry(cmd: int, attr: Any, size: int, r: int, context: str, eagain: int = 0) -> int:
-    """Finish a failed call (``r < 0``): re-issue it on EINTR (and up to ``eagain`` times on
-    EAGAIN); return its result once it succeeds, or raise the translated error."""
+    """Finish a call that returned ``r < 0``: re-issue it on EINTR (and up to ``eagain``
+    times on EAGAIN); return its result once it succeeds, or raise the translated error."""
+    b = active
     while r < 0:
-        if r == -_EINTR:
-            pass
-        elif r == -_EAGAIN and eagain > 0:
+        err = b.errno(r)
+        if err == _EAGAIN and eagain > 0:
             eagain -= 1
-        else:
-            raise bpf_error(cmd, -r, context)
-        r = active.bpf(cmd, attr, size)
+        elif err != _EINTR:
+            raise bpf_error(cmd, err, context)
+        r = b.bpf(cmd, attr, size)
+    return r
+
+
+def attempt(cmd: int, attr: Any, size: int) -> int:
+    """Issue bpf(cmd), re-issuing on EINTR; the result (>= 0) or ``-errno`` -- for callers
+    to whom some errors are answers (ENOENT at the end of an id walk)."""
+    b = active
+    r = b.bpf(cmd, attr, size)
+    while r < 0:
+        err = b.errno(r)
+        if err != _EINTR:
+            return -err
+        r = b.bpf(cmd, attr, size)
     return r
 
 
@@ -72,6 +86,36 @@ def bpf_call(cmd: int, attr: Any, size: int, context: str = "", eagain: int = 0)
 def bpf_fd(cmd: int, attr: Any, size: int, context: str = "", eagain: int = 0) -> FD:
     """A bpf(2) command that returns a new fd, owned by the returned :class:`FD`."""
     return FD(bpf_call(cmd, attr, size, context, eagain))
+
+
+def packer(struct: str, fields: Iterable[str]) -> "_struct.Struct":
+    """A native-order ``struct.Struct`` writing ``fields`` of ``struct <struct>`` at their cffi
+    offsets (gaps as padding), so a hot path sets a whole attribute in one ``pack_into``.
+
+    Built from the generated cdef, so it cannot drift from the kernel layout.
+    """
+    t = ffi.typeof(f"struct {struct}")
+    fmt = "="
+    pos = 0
+    placed = sorted((ffi.offsetof(t, name), name) for name in fields)
+    for off, name in placed:
+        ctype = _field_type(t, name)
+        if off < pos:
+            raise ValueError(f"{struct}.{name} overlaps the previous field")
+        fmt += "x" * (off - pos) + _CODES[ctype.cname]
+        pos = off + ffi.sizeof(ctype)
+    return _struct.Struct(fmt)
+
+
+_CODES = {"uint8_t": "B", "uint16_t": "H", "uint32_t": "I", "uint64_t": "Q",
+          "int8_t": "b", "int16_t": "h", "int32_t": "i", "int64_t": "q"}
+
+
+def _field_type(t: Any, name: str) -> Any:
+    for fname, f in t.fields:
+        if fname == name:
+            return f.type
+    raise KeyError(f"struct has no field {name}")
 
 
 class Pins:

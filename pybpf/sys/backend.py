@@ -6,12 +6,14 @@ Every wrapper in :mod:`pybpf.sys` issues its system call through the active
 produce faults the kernel cannot be made to produce on demand (EINTR, EAGAIN,
 ENOMEM); anything the kernel *can* do is tested against the kernel.
 
-A backend call returns the kernel's result: a value ``>= 0``, or ``-errno``.
+A backend call returns the kernel's result, negative on failure, and
+``backend.errno(result)`` tells the error number of a failure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Iterator, Protocol, runtime_checkable
 
 from ._libc import NR_BPF, NR_PERF_EVENT_OPEN, bpf_syscall, ffi, perf_event_open_syscall
@@ -21,43 +23,49 @@ __all__ = ["Backend", "LinuxBackend", "set_backend", "get_backend", "use_backend
 
 @runtime_checkable
 class Backend(Protocol):
-    """What a kernel stand-in implements.  ``attr`` is a cffi pointer to the command's struct."""
+    """What a kernel stand-in implements.  ``attr`` is a cffi pointer to the command's struct.
+
+    ``bpf`` and ``perf_event_open`` return the call's result, negative on failure;
+    ``errno(result)`` then gives the error number of that failure.  (The Linux backend
+    returns -1 and reads the thread's saved errno; a fake can simply return ``-errno``
+    and answer ``-result``.)
+    """
 
     def bpf(self, cmd: int, attr: Any, size: int) -> int:
-        """bpf(cmd, attr, size): the result (>= 0) or ``-errno``."""
+        """bpf(cmd, attr, size)."""
         ...
 
     def perf_event_open(self, attr: Any, pid: int, cpu: int, group_fd: int, flags: int) -> int:
-        """perf_event_open(attr, pid, cpu, group_fd, flags): an fd or ``-errno``."""
+        """perf_event_open(attr, pid, cpu, group_fd, flags)."""
+        ...
+
+    def errno(self, result: int) -> int:
+        """The error number of the failed call that returned ``result`` in this thread."""
         ...
 
 
-def _linux_bpf(cmd: int, attr: Any, size: int) -> int:
-    r = bpf_syscall(NR_BPF, cmd, attr, size)
-    return r if r >= 0 else -ffi.errno
-
-
-def _linux_perf_event_open(attr: Any, pid: int, cpu: int, group_fd: int, flags: int) -> int:
-    r = perf_event_open_syscall(NR_PERF_EVENT_OPEN, attr, pid, cpu, group_fd, flags)
-    return r if r >= 0 else -ffi.errno
+def _saved_errno(result: int) -> int:
+    return ffi.errno  # cffi saves errno right after each C call, per thread
 
 
 class LinuxBackend:
-    """The real kernel, through libc's ``syscall()``."""
+    """The real kernel, through libc's ``syscall()`` (C-level partials: no Python frame)."""
 
-    bpf = staticmethod(_linux_bpf)
-    perf_event_open = staticmethod(_linux_perf_event_open)
+    bpf = functools.partial(bpf_syscall, NR_BPF)
+    perf_event_open = functools.partial(perf_event_open_syscall, NR_PERF_EVENT_OPEN)
+    errno = staticmethod(_saved_errno)
 
 
 class _Active:
     """The active backend's entry points, looked up once per call by the wrappers."""
 
-    __slots__ = ("backend", "bpf", "perf_event_open")
+    __slots__ = ("backend", "bpf", "perf_event_open", "errno")
 
     def __init__(self, backend: Backend):
         self.backend = backend
         self.bpf = backend.bpf
         self.perf_event_open = backend.perf_event_open
+        self.errno = backend.errno
 
 
 active = _Active(LinuxBackend())
@@ -76,6 +84,7 @@ def set_backend(backend: Backend) -> Backend:
     active.backend = backend
     active.bpf = backend.bpf
     active.perf_event_open = backend.perf_event_open
+    active.errno = backend.errno
     return old
 
 

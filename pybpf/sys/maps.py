@@ -17,8 +17,8 @@ import errno
 from typing import Any, List, Optional, Tuple
 
 from ..consts import Cmd
+from ._core import Buffer, Pins, attempt, bpf_call, bpf_fd, new, packer, retry, set_name, sizeof
 from ._errors import bpf_error
-from ._core import Buffer, Pins, bpf_call, bpf_fd, new, retry, set_name, sizeof
 from ._libc import ffi
 from .backend import active
 from .fd import FD
@@ -37,43 +37,41 @@ _LOOKUP_DELETE = int(Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
 _ELEM_SIZE = sizeof("map_elem_attr")
 _BATCH_SIZE = sizeof("map_batch_attr")
 _UINTPTR = ffi.typeof("uintptr_t")
-_memmove = ffi.memmove
+_ELEM_PTR = ffi.typeof("struct map_elem_attr *")
+# One pack_into sets the whole attribute (its padding stays zero).
+_pack_elem = packer("map_elem_attr", ("map_fd", "key", "value", "flags")).pack_into
+_KEY_OFF = (_ELEM_SIZE + 15) & ~15
 _KEEP_LIMIT = 64 * 1024   # scratch buffers up to this size are kept for reuse
 
 
 class _Scratch:
-    """An element-op attr with key and value buffers, borrowed by one call at a time."""
+    """One block of memory: an element-op attribute, a key area and a value area.
 
-    __slots__ = ("attr", "kbuf", "kaddr", "kcap", "vbuf", "vaddr", "vcap")
+    ``view`` is a memoryview of the block; ``kaddr``/``vaddr`` the absolute addresses of the
+    key and value areas (at ``koff``/``voff`` in ``view``); ``attr`` the attribute pointer.
+    """
 
-    def __init__(self) -> None:
-        self.attr = new("map_elem_attr")
-        self._set_key(64)
-        self._set_value(256)
+    __slots__ = ("mem", "view", "attr", "koff", "voff", "kaddr", "vaddr", "kcap", "vcap")
 
-    def _set_key(self, n: int) -> None:
-        self.kbuf = ffi.new("char[]", n)
-        self.kaddr = int(ffi.cast(_UINTPTR, self.kbuf))
-        self.kcap = n
-
-    def _set_value(self, n: int) -> None:
-        self.vbuf = ffi.new("char[]", n)
-        self.vaddr = int(ffi.cast(_UINTPTR, self.vbuf))
-        self.vcap = n
+    def __init__(self, kcap: int = 64, vcap: int = 512) -> None:
+        kcap = (kcap + 15) & ~15
+        self.mem = mem = ffi.new("char[]", _KEY_OFF + kcap + vcap)
+        self.view = memoryview(ffi.buffer(mem))
+        self.attr = ffi.cast(_ELEM_PTR, mem)
+        base = int(ffi.cast(_UINTPTR, mem))
+        self.koff = _KEY_OFF
+        self.voff = _KEY_OFF + kcap
+        self.kaddr = base + self.koff
+        self.vaddr = base + self.voff
+        self.kcap = kcap
+        self.vcap = vcap
 
     def fit(self, klen: int, vlen: int) -> "_Scratch":
-        """This scratch, or a one-off one when the sizes are too big to keep around."""
-        if klen > _KEEP_LIMIT or vlen > _KEEP_LIMIT:
-            s = _Scratch.__new__(_Scratch)
-            s.attr = new("map_elem_attr")
-            s._set_key(max(klen, 1))
-            s._set_value(max(vlen, 1))
-            return s
-        if klen > self.kcap:
-            self._set_key(max(klen, 2 * self.kcap))
-        if vlen > self.vcap:
-            self._set_value(max(vlen, 2 * self.vcap))
-        return self
+        """A scratch with room for ``klen``/``vlen`` bytes: this one grown, or a one-off."""
+        big = _Scratch(max(klen, 16), max(vlen, 16))
+        if klen <= _KEEP_LIMIT and vlen <= _KEEP_LIMIT:
+            big = _Scratch(max(klen, 2 * self.kcap), max(vlen, 2 * self.vcap))
+        return big
 
 
 _POOL: List[_Scratch] = [_Scratch()]
@@ -86,6 +84,11 @@ def _borrow() -> _Scratch:
         return _take()
     except IndexError:
         return _Scratch()
+
+
+def _give_back(s: _Scratch) -> None:
+    if s.kcap <= _KEEP_LIMIT and s.vcap <= _KEEP_LIMIT:
+        _give(s)
 
 
 # -- create ---------------------------------------------------------------------------------
@@ -142,18 +145,17 @@ def map_lookup_elem(fd: int, key: Buffer, value: bytearray, flags: int = 0, *,
     try:
         if klen > s.kcap or vlen > s.vcap:
             s = s.fit(klen, vlen)
-        _memmove(s.kbuf, key, klen)
-        a = s.attr
-        a.map_fd = fd
-        a.key = s.kaddr
-        a.value = s.vaddr
-        a.flags = flags
-        r = active.bpf(_LOOKUP, a, _ELEM_SIZE)
+        view = s.view
+        ko = s.koff
+        view[ko:ko + klen] = key
+        _pack_elem(view, 0, fd, s.kaddr, s.vaddr, flags)
+        r = active.bpf(_LOOKUP, s.attr, _ELEM_SIZE)
         if r < 0:
-            retry(_LOOKUP, a, _ELEM_SIZE, r, context)
-        _memmove(value, s.vbuf, vlen)
+            retry(_LOOKUP, s.attr, _ELEM_SIZE, r, context)
+        vo = s.voff
+        value[:] = view[vo:vo + vlen]
     finally:
-        _give(s)
+        _give_back(s)
 
 
 def map_update_elem(fd: int, key: Buffer, value: Buffer, flags: int = 0, *,
@@ -169,18 +171,17 @@ def map_update_elem(fd: int, key: Buffer, value: Buffer, flags: int = 0, *,
     try:
         if klen > s.kcap or vlen > s.vcap:
             s = s.fit(klen, vlen)
-        _memmove(s.kbuf, key, klen)
-        _memmove(s.vbuf, value, vlen)
-        a = s.attr
-        a.map_fd = fd
-        a.key = s.kaddr
-        a.value = s.vaddr
-        a.flags = flags
-        r = active.bpf(_UPDATE, a, _ELEM_SIZE)
+        view = s.view
+        ko = s.koff
+        vo = s.voff
+        view[ko:ko + klen] = key
+        view[vo:vo + vlen] = value
+        _pack_elem(view, 0, fd, s.kaddr, s.vaddr, flags)
+        r = active.bpf(_UPDATE, s.attr, _ELEM_SIZE)
         if r < 0:
-            retry(_UPDATE, a, _ELEM_SIZE, r, context)
+            retry(_UPDATE, s.attr, _ELEM_SIZE, r, context)
     finally:
-        _give(s)
+        _give_back(s)
 
 
 def map_delete_elem(fd: int, key: Buffer, flags: int = 0, *, context: str = "") -> None:
@@ -190,17 +191,15 @@ def map_delete_elem(fd: int, key: Buffer, flags: int = 0, *, context: str = "") 
     try:
         if klen > s.kcap:
             s = s.fit(klen, 0)
-        _memmove(s.kbuf, key, klen)
-        a = s.attr
-        a.map_fd = fd
-        a.key = s.kaddr
-        a.value = 0
-        a.flags = flags
-        r = active.bpf(_DELETE, a, _ELEM_SIZE)
+        view = s.view
+        ko = s.koff
+        view[ko:ko + klen] = key
+        _pack_elem(view, 0, fd, s.kaddr, 0, flags)
+        r = active.bpf(_DELETE, s.attr, _ELEM_SIZE)
         if r < 0:
-            retry(_DELETE, a, _ELEM_SIZE, r, context)
+            retry(_DELETE, s.attr, _ELEM_SIZE, r, context)
     finally:
-        _give(s)
+        _give_back(s)
 
 
 def map_get_next_key(fd: int, key: Optional[Buffer], next_key: bytearray, *,
@@ -212,21 +211,21 @@ def map_get_next_key(fd: int, key: Optional[Buffer], next_key: bytearray, *,
     try:
         if klen > s.kcap or klen > s.vcap:
             s = s.fit(klen, klen)
-        a = s.attr
-        a.map_fd = fd
+        view = s.view
         if key is None:
-            a.key = 0
+            kaddr = 0
         else:
-            _memmove(s.kbuf, key, len(key))
-            a.key = s.kaddr
-        a.next_key = s.vaddr
-        a.flags = 0
-        r = active.bpf(_NEXT_KEY, a, _ELEM_SIZE)
+            ko = s.koff
+            view[ko:ko + klen] = key
+            kaddr = s.kaddr
+        _pack_elem(view, 0, fd, kaddr, s.vaddr, 0)
+        r = active.bpf(_NEXT_KEY, s.attr, _ELEM_SIZE)
         if r < 0:
-            retry(_NEXT_KEY, a, _ELEM_SIZE, r, context)
-        _memmove(next_key, s.vbuf, klen)
+            retry(_NEXT_KEY, s.attr, _ELEM_SIZE, r, context)
+        vo = s.voff
+        next_key[:] = view[vo:vo + klen]
     finally:
-        _give(s)
+        _give_back(s)
 
 
 def map_lookup_and_delete_elem(fd: int, key: Optional[Buffer], value: bytearray,
@@ -236,26 +235,26 @@ def map_lookup_and_delete_elem(fd: int, key: Optional[Buffer], value: bytearray,
     For queue and stack maps ``key`` is ``None`` (pop the next element).
     """
     vlen = len(value)
+    klen = 0 if key is None else len(key)
     s = _borrow()
     try:
-        klen = 0 if key is None else len(key)
         if klen > s.kcap or vlen > s.vcap:
             s = s.fit(klen, vlen)
-        a = s.attr
-        a.map_fd = fd
+        view = s.view
         if key is None:
-            a.key = 0
+            kaddr = 0
         else:
-            _memmove(s.kbuf, key, klen)
-            a.key = s.kaddr
-        a.value = s.vaddr
-        a.flags = flags
-        r = active.bpf(_LOOKUP_DELETE, a, _ELEM_SIZE)
+            ko = s.koff
+            view[ko:ko + klen] = key
+            kaddr = s.kaddr
+        _pack_elem(view, 0, fd, kaddr, s.vaddr, flags)
+        r = active.bpf(_LOOKUP_DELETE, s.attr, _ELEM_SIZE)
         if r < 0:
-            retry(_LOOKUP_DELETE, a, _ELEM_SIZE, r, context)
-        _memmove(value, s.vbuf, vlen)
+            retry(_LOOKUP_DELETE, s.attr, _ELEM_SIZE, r, context)
+        vo = s.voff
+        value[:] = view[vo:vo + vlen]
     finally:
-        _give(s)
+        _give_back(s)
 
 
 def map_freeze(fd: int, *, context: str = "") -> None:
@@ -281,9 +280,7 @@ def _batch(cmd: int, fd: int, in_batch: Optional[Buffer], out_batch: Optional[by
     a.count = count
     a.elem_flags = elem_flags
     a.flags = flags
-    r = active.bpf(cmd, a, _BATCH_SIZE)
-    while r == -errno.EINTR:
-        r = active.bpf(cmd, a, _BATCH_SIZE)
+    r = attempt(cmd, a, _BATCH_SIZE)
     if r < 0:
         if r == -errno.ENOENT and cmd in (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH):
             return a.count, True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import pytest
 
@@ -163,20 +163,27 @@ def test_types_match_rules(pair):
     l_in = lb.comp("in", 4, [("a", lb.ids["int"], 0)])
     t_in = tb.comp("in", 16, [("z", tb.ids["long"], 0), ("a", tb.ids["int"], 64)])
     t_in_bad = tb.comp("in___bad", 4, [("a", tb.ids["u8"], 0)])
+    t_in_union = tb.comp("in___u", 4, [("a", tb.ids["int"], 0)], union=True)
     l_fwd_user = lb.comp("user", 8, [("p", lb.ptr(lb.fwd("in")), 0)])
+    l_ufwd_user = lb.comp("user___u", 8, [("p", lb.ptr(lb.fwd("in", union=True)), 0)])
     t_user = tb.comp("user", 8, [("p", tb.ptr(t_in), 0)])
+    t_int8 = tb.int_("int", 8, True)
+    t_uint = tb.int_("int", 4, False)
     l_e = lb.enum("e", [("A", 1), ("B", 2)])
     t_e64 = tb.enum64("e", [("B___x", 9), ("A", 0), ("C", 3)])
     t_e_small = tb.enum("e___small", [("A", 1), ("B", 2)], size=2)
     l_arr, t_arr, t_arr_bad = lb.array(lb.ids["int"], 3), tb.array(tb.ids["int"], 3), tb.array(tb.ids["int"], 4)
     L, T = lb.spec(), tb.spec()
+    assert types_match(L, lb.ids["int"], T, tb.ids["int"])
+    assert not types_match(L, lb.ids["int"], T, t_int8)       # size
+    assert not types_match(L, lb.ids["int"], T, t_uint)       # signedness
+    assert not types_match(L, lb.ids["int"], T, tb.ids["long"])  # name
     assert types_match(L, l_in, T, t_in)                      # extra target members are fine
     assert not types_match(L, l_in, T, t_in_bad)              # member type differs in size
-    assert not types_match(L, t_in, T, l_in) if False else True
+    assert not types_match(L, l_in, T, t_in_union)            # struct is not union
     assert types_match(L, l_fwd_user, T, t_user)              # fwd behind pointer matches struct
-    assert not types_match(L, lb.ids["int"], T, tb.ids["long"])
-    assert not types_match(L, lb.ids["int"], T, tb.ids["int"] + 0) is False
-    assert types_match(L, l_e, T, t_e64) is False             # enum sizes differ (4 vs 8)
+    assert not types_match(L, l_ufwd_user, T, t_user)         # ... but a union fwd does not
+    assert not types_match(L, l_e, T, t_e64)                  # enum sizes differ (4 vs 8)
     assert not types_match(L, l_e, T, t_e_small)
     assert types_match(L, l_arr, T, t_arr) and not types_match(L, l_arr, T, t_arr_bad)
 
@@ -356,6 +363,3 @@ def test_inputs_are_not_modified():
     fx = relocate(L, [relo(ids["s"], "0:0", K.FIELD_BYTE_OFFSET)], [T], insns)
     assert insns == struct.pack("<BBhi", 0xB7, 1, 0, 0) and fx[0].target_value == 24
 
-
-def _unused(_: List[int]) -> None:  # pragma: no cover
-    pass

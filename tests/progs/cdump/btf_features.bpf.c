@@ -67,6 +67,7 @@ struct everything {
 	int __tag("a") __tag("b") *two_tags;
 	struct bits bits;
 	struct holes *holes;
+	struct opaque *never_defined;
 	union {
 		u32 word;
 		struct { u8 lo, hi; };
