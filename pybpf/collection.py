@@ -189,13 +189,12 @@ class _Loader:
             root = self.pin_root or "/sys/fs/bpf"
             pin_path = os.path.join(root, ms.name)
             if os.path.exists(pin_path):
-                m = Map.from_pinned(pin_path)
+                m = Map.from_pinned(pin_path, spec=ms)
                 try:
                     _check_compatible(ms, m)
                 except BaseException:
                     m.close()
                     raise
-                m.spec = ms
                 m.name = name
                 return m
         inner_fd = None

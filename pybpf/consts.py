@@ -1069,7 +1069,8 @@ PERF_RECORD_AUX_OUTPUT_HW_ID = PerfRecord.AUX_OUTPUT_HW_ID
 
 # ioctl request numbers (asm-generic/ioctl.h).  powerpc, mips and sparc encode
 # directions and sizes differently, so the numbers are computed at import.
-_IOC_ALT = _os.uname().machine.startswith(("ppc", "powerpc", "mips", "sparc"))
+_MACHINE = _os.uname().machine if hasattr(_os, "uname") else ""
+_IOC_ALT = _MACHINE.startswith(("ppc", "powerpc", "mips", "sparc"))
 
 
 def _ioc(direction: str, kind: int, nr: int, size: int) -> int:

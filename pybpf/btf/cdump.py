@@ -30,26 +30,30 @@ How it works:
   padded explicitly.  Unions bigger than their largest member get an
   ``aligned`` attribute or an anonymous padding member.
 * **Special cases.**  ``__builtin_va_list`` is a clang builtin whose BPF layout
-  differs from the kernel's, so a typedef of that name is replaced by the type
-  it names.  An anonymous enum reached twice is defined at its first use and
-  replaced by its integer type afterwards (its constants may be defined only
-  once).  Enums whose BTF size is not clang's natural size become ``packed`` or
-  get an explicit underlying type.  ``TYPE_TAG`` becomes ``__btf_type_tag(x)``,
-  a macro the header defines as ``btf_type_tag`` where clang has it.
+  (8 bytes) differs from the kernel's (24 on x86-64), so a typedef of that name
+  is replaced by the type it names (``typedef struct __va_list_tag
+  va_list[1];``).  An anonymous enum reached twice is defined at its first use
+  and replaced by its integer type afterwards (its constants may be defined
+  only once).  Enums whose BTF size is not clang's natural size (the kernel's
+  ``__packed`` enums) become ``packed`` or get an explicit underlying type.
+  ``TYPE_TAG`` becomes ``__btf_type_tag(x)``, a macro the header defines as
+  ``btf_type_tag`` where clang has it (``-DBPF_NO_BTF_TYPE_TAG`` drops them).
+  Names that are not C identifiers (BTF from Rust) have the offending
+  characters replaced by ``_``.
 
 Pure: works on a Spec only.
 """
 
 from __future__ import annotations
 
-import sys
+import re
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import attrs
 
 from ..errors import ParseError
 from .parse import Spec
-from .types import MODIFIER_KINDS, AnyEnum, Composite, FuncProto, Int, Kind, Member
+from .types import MODIFIER_KINDS, AnyEnum, Composite, FuncProto, Int, IntEncoding, Kind, Member
 
 __all__ = ["dump_c"]
 
@@ -58,10 +62,18 @@ _TAGGED = (Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.ENUM64)
 _INT_TYPES = {(1, False): "unsigned char", (1, True): "signed char",
               (2, False): "unsigned short", (2, True): "short",
               (4, False): "unsigned int", (4, True): "int",
-              (8, False): "unsigned long", (8, True): "long"}
+              (8, False): "unsigned long", (8, True): "long",
+              (16, False): "unsigned __int128", (16, True): "__int128"}
+_FLOATS = {4: "float", 8: "double"}
+# The words of C integer spellings BTF uses ("long unsigned int", "_Bool") and their sizes.
+_INT_WORD_SIZES = {"char": 1, "_Bool": 1, "short": 2, "long": 8, "__int128": 16}
+_INT_WORDS = frozenset(_INT_WORD_SIZES) | {"int", "signed", "unsigned"}
 _VA_LIST = "__builtin_va_list"
 _PTR_SIZE = 8          # the BPF target's pointer size
 _PAD_UNIT = 64         # padding is emitted as `long: N;`, N <= 64
+_MAX_CHAIN = 256       # longest pointer/array/modifier chain followed before calling it a cycle
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
+_MODIFIERS_AND_ARRAY = MODIFIER_KINDS | {Kind.ARRAY}
 
 _PROLOGUE = """\
 #ifndef {guard}
@@ -104,8 +116,9 @@ def dump_c(spec: Spec, *, guard: str = "__VMLINUX_H__",
     constants are often the only C form of kernel flags).  FUNC, VAR, DATASEC
     and DECL_TAG have no C type form and are skipped.
 
-    Raises :class:`~pybpf.errors.ParseError` when the BTF cannot be expressed in
-    C (a struct containing itself by value, a typedef that needs itself).
+    Raises :class:`~pybpf.errors.ParseError` when the BTF cannot be written as
+    C: a struct containing itself by value, a typedef that needs itself, a
+    cyclic type chain, a FUNC or VAR used as a member type.
     """
     body = _CWriter(spec).run(roots)
     prologue = _PROLOGUE.format(guard=guard)
@@ -181,6 +194,31 @@ def _packed_enum_size(values: Iterable[int]) -> int:
     return 8
 
 
+def _c_ident(name: str) -> str:
+    """``name`` made a C identifier (BTF from Rust or Go holds names like ``Option<u32>``)."""
+    if name.isidentifier() and name.isascii():
+        return name
+    name = _NOT_IDENT.sub("_", name)
+    return "_" + name if not name or name[0].isdigit() else name
+
+
+def _c_int_name(t: Int) -> str:
+    """The BTF name of an INT if it is a C spelling of that size, else a C type that is.
+
+    Kernel BTF names are C (``long unsigned int``); Rust's are not (``usize``,
+    a 4-byte ``char``), and would not compile or would change the layout.
+    """
+    words = t.name.split()
+    if words and _INT_WORDS.issuperset(words):
+        # `int` (or a lone `signed`/`unsigned`) is 4 bytes unless another word says otherwise.
+        size = next((_INT_WORD_SIZES[w] for w in words if w not in ("int", "signed", "unsigned")), 4)
+        if size == t.size:
+            return t.name
+    if t.encoding & IntEncoding.BOOL and t.size == 1:
+        return "_Bool"
+    return _INT_TYPES.get((t.size, t.signed), t.name)
+
+
 def _enum_literal(v: int) -> str:
     if v >= 1 << 63:
         return f"{v}ULL"
@@ -218,20 +256,17 @@ class _CWriter:
     # -- driver --------------------------------------------------------------------------
     def run(self, roots: Optional[Iterable[int]]) -> str:
         self.assign_names()
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(limit, 20000))
         try:
             if roots is None:
                 self.dump_all()
             else:
                 for tid in roots:
                     self.dump_root(tid)
-        finally:
-            sys.setrecursionlimit(limit)
+        except RecursionError:  # only by-value nesting recurses: kernel BTF needs < 100 levels
+            raise self.fail("BTF types nest too deeply to write as C") from None
         return "".join(self.out)
 
     def dump_all(self) -> None:
-        spec = self.spec
         anon_enums = []
         for tid, k in enumerate(self.kinds):
             if k == Kind.TYPEDEF or tid in self.tag:
@@ -248,7 +283,7 @@ class _CWriter:
         t = self.spec.type(tid)
         k = t.kind
         if k == Kind.TYPEDEF:
-            if t.name != _VA_LIST:
+            if tid in self.ordinary:
                 self.need(t.type, True)  # type: ignore[union-attr]
                 self.declare_typedef(tid)
         elif k in (Kind.STRUCT, Kind.UNION) and t.name:
@@ -278,17 +313,19 @@ class _CWriter:
                 if not t.name:
                     continue
                 if kw == "enum" and not t.values:  # type: ignore[union-attr]
-                    fwds.append((tid, kw, t.name))  # BTF's enum forward declaration
+                    fwds.append((tid, kw, _c_ident(t.name)))  # BTF's enum forward declaration
                     continue
-                name = self.unique(t.name, tags)
+                name = self.unique(_c_ident(t.name), tags)
                 tags[name] = kw
                 self.tag[tid] = f"{kw} {name}"
             elif k == Kind.FWD:
                 t = spec.type(tid)
-                fwds.append((tid, "union" if t.is_union else "struct", t.name))  # type: ignore[union-attr]
+                if t.name:  # a nameless FWD (invalid BTF) is written as void
+                    fwds.append((tid, "union" if t.is_union else "struct",  # type: ignore[union-attr]
+                                 _c_ident(t.name)))
             elif k == Kind.TYPEDEF:
                 t = spec.type(tid)
-                if t.name != _VA_LIST:
+                if t.name and t.name != _VA_LIST:  # the others are looked through where used
                     self.ordinary[tid] = self.claim_ordinary(t.name)
         for tid, kw, name in fwds:
             if tags.get(name, kw) != kw:
@@ -306,7 +343,7 @@ class _CWriter:
         return f"{name}___{n}"
 
     def claim_ordinary(self, name: str) -> str:
-        name = self.unique(name, self.ordinary_names)
+        name = self.unique(_c_ident(name), self.ordinary_names)
         self.ordinary_names.add(name)
         return name
 
@@ -324,7 +361,7 @@ class _CWriter:
 
     def need_uncached(self, tid: int, complete: bool) -> None:
         spec = self.spec
-        while True:
+        for _ in range(_MAX_CHAIN):
             k = self.kinds[tid]
             if k in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPE_TAG):
                 tid = spec.type(tid).type  # type: ignore[union-attr]
@@ -334,14 +371,20 @@ class _CWriter:
                 tid, complete = spec.type(tid).type, True  # type: ignore[union-attr]
             else:
                 break
+        else:
+            raise self.fail(f"BTF type chain at [{tid}] is too long or cyclic")
         if k in (Kind.STRUCT, Kind.UNION):
             if tid in self.tag:
                 if complete:
                     self.define(tid)
                 else:
                     self.declare(self.tag[tid])
-            else:
+            else:  # anonymous: defined inline, so what it holds must come first
+                if tid in self.busy:
+                    raise self.fail(f"BTF type [{tid}] contains itself by value")
+                self.busy.add(tid)
                 self.need_members(tid)
+                self.busy.discard(tid)
         elif k in (Kind.ENUM, Kind.ENUM64):
             if tid not in self.tag:
                 pass  # anonymous: written inline where used
@@ -350,10 +393,11 @@ class _CWriter:
             else:  # BTF's enum forward declaration
                 self.declare(self.tag[tid])
         elif k == Kind.FWD:
-            self.declare(self.tag[tid])
+            if tid in self.tag:
+                self.declare(self.tag[tid])
         elif k == Kind.TYPEDEF:
             t = spec.type(tid)
-            if t.name == _VA_LIST:
+            if tid not in self.ordinary:
                 self.need(t.type, complete)  # type: ignore[union-attr]
                 return
             self.declare_typedef(tid)
@@ -424,38 +468,39 @@ class _CWriter:
     # -- layout --------------------------------------------------------------------------
     def c_align(self, tid: int) -> int:
         """Alignment (bytes) of type ``tid`` as this header declares it."""
-        spec = self.spec
-        tid = self.resolve(tid)
-        while self.kinds[tid] == Kind.ARRAY:
-            tid = self.resolve(spec.type(tid).type)  # type: ignore[union-attr]
+        tid = self.resolve(tid, arrays=True)
         k = self.kinds[tid]
         if k == Kind.PTR:
             return _PTR_SIZE
         if k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
-            size = spec.type(tid).size  # type: ignore[union-attr]
+            size = self.spec.type(tid).size  # type: ignore[union-attr]
             return size if size in (1, 2, 4, 8, 16) else 1
         if k in (Kind.STRUCT, Kind.UNION):
             return self.layout(tid).align
         return 1
 
     def c_sizeof(self, tid: int) -> int:
-        """sizeof type ``tid`` (arrays multiply out; pointers are the target's)."""
-        tid = self.resolve(tid)
-        k = self.kinds[tid]
-        if k == Kind.PTR:
-            return _PTR_SIZE
-        if k == Kind.ARRAY:
+        """sizeof type ``tid`` in this header (pointers have the BPF target's 8 bytes)."""
+        count = 1
+        for _ in range(_MAX_CHAIN):
+            tid = self.resolve(tid)
+            k = self.kinds[tid]
+            if k != Kind.ARRAY:
+                return count * (_PTR_SIZE if k == Kind.PTR else self.spec.sizeof(tid))
             t = self.spec.type(tid)
-            return t.nelems * self.c_sizeof(t.type)  # type: ignore[union-attr]
-        return self.spec.sizeof(tid)
+            count *= t.nelems  # type: ignore[union-attr]
+            tid = t.type  # type: ignore[union-attr]
+        raise self.fail(f"BTF array chain at type [{tid}] is too long or cyclic")
 
-    def resolve(self, tid: int) -> int:
-        """Follow typedefs and qualifiers to the type that gives size and alignment."""
-        for _ in range(64):
-            if self.kinds[tid] not in MODIFIER_KINDS:
+    def resolve(self, tid: int, arrays: bool = False) -> int:
+        """Follow typedefs and qualifiers (and with ``arrays``, element types) to the type
+        that decides size and alignment."""
+        kinds = _MODIFIERS_AND_ARRAY if arrays else MODIFIER_KINDS
+        for _ in range(_MAX_CHAIN):
+            if self.kinds[tid] not in kinds:
                 return tid
             tid = self.spec.type(tid).type  # type: ignore[union-attr]
-        raise self.fail(f"BTF modifier chain at type [{tid}] is too long or cyclic")
+        raise self.fail(f"BTF type chain at [{tid}] is too long or cyclic")
 
     def bitfield(self, m: Member) -> Tuple[int, int]:
         """(bit offset, width) of a member; width 0 for a plain member.
@@ -483,8 +528,8 @@ class _CWriter:
             else:
                 lay = self.struct_layout(t, False) or self.struct_layout(t, True)
                 if lay is None:
-                    raise self.fail(f"BTF struct [{tid}] {t.name or '(anon)'} has a layout "
-                                    f"C cannot express (members overlap)")
+                    raise self.fail(f"BTF struct [{tid}] {t.name or '(anon)'} has a layout C "
+                                    f"cannot express (members overlap or overrun its size)")
             self.layouts[tid] = lay
             self.laying_out.discard(tid)
         return lay
@@ -546,7 +591,7 @@ class _CWriter:
         spec = self.spec
         quals: List[str] = []   # qualifiers waiting for the pointer or base type they apply to
         tags: List[str] = []
-        while True:
+        for _ in range(_MAX_CHAIN):
             t = spec.type(tid)
             k = t.kind
             if k in _QUALIFIERS:
@@ -554,7 +599,8 @@ class _CWriter:
                     quals.append(_QUALIFIERS[k])
                 tid = t.type  # type: ignore[union-attr]
             elif k == Kind.TYPE_TAG:
-                tags.append(f'__btf_type_tag("{t.name}")')
+                value = t.name.replace("\\", "\\\\").replace('"', '\\"')
+                tags.append(f'__btf_type_tag("{value}")')
                 tid = t.type  # type: ignore[union-attr]
             elif k == Kind.PTR:
                 mods = " ".join(quals + tags[::-1])
@@ -572,11 +618,13 @@ class _CWriter:
                 inner += f"({self.params(t, indent)})"  # type: ignore[arg-type]
                 quals, tags = [], []
                 tid = t.return_type  # type: ignore[union-attr]
-            elif k == Kind.TYPEDEF and t.name == _VA_LIST:
+            elif k == Kind.TYPEDEF and tid not in self.ordinary:
                 tid = t.type  # type: ignore[union-attr]
             else:
                 base = self.base(tid, indent)
                 break
+        else:
+            raise self.fail(f"BTF type chain at [{tid}] is too long or cyclic")
         text = " ".join(quals + [base] + tags[::-1])  # the innermost tag sits next to the base
         return f"{text} {inner}" if inner else text
 
@@ -586,13 +634,19 @@ class _CWriter:
         k = t.kind
         if k == Kind.UNKN:
             return "void"
-        if k in (Kind.INT, Kind.FLOAT):
-            return t.name
+        if k == Kind.INT:
+            return _c_int_name(t)  # type: ignore[arg-type]
+        if k == Kind.FLOAT:
+            if t.name in ("float", "double"):
+                return t.name
+            return _FLOATS.get(t.size, t.name)  # type: ignore[union-attr]
         if k == Kind.TYPEDEF:
             return self.ordinary[tid]
         if k in (Kind.STRUCT, Kind.UNION, Kind.FWD):
             if tid in self.tag:
                 return self.tag[tid]
+            if k == Kind.FWD:
+                return "void"
             return self.composite_body(tid, indent, None)
         if k in (Kind.ENUM, Kind.ENUM64):
             if tid in self.tag:
@@ -613,7 +667,9 @@ class _CWriter:
                 out.append("...")
                 continue
             # A parameter named like a typedef would shadow it for the parameters after it.
-            name = p.name if p.name and p.name not in self.ordinary_names else ""
+            name = _c_ident(p.name) if p.name else ""
+            if name in self.ordinary_names:
+                name = ""
             out.append(self.decl(p.type, name, indent))
         return ", ".join(out)
 
@@ -653,7 +709,7 @@ class _CWriter:
         if inline:  # -fms-extensions style embedding: copy the struct's body without its tag
             return self.composite_body(inline, indent, None)
         _off, width = self.bitfield(m)
-        text = self.decl(m.type, m.name, indent)
+        text = self.decl(m.type, _c_ident(m.name) if m.name else "", indent)
         return f"{text}: {width}" if width else text
 
     def enum_body(self, tid: int, indent: int) -> str:

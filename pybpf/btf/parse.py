@@ -92,6 +92,7 @@ class Spec:
         self._cache: Dict[int, AnyType] = {}
         self._names: Optional[Dict[str, List[int]]] = None
         self._str_cache: Dict[int, str] = {}
+        self._align_cache: Dict[int, int] = {}
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -415,24 +416,43 @@ class Spec:
                          section=".BTF")
 
     def alignof(self, type_id: int) -> int:
-        """Natural alignment of a type (for C layout decisions)."""
+        """Natural alignment of a type (for C layout decisions).
+
+        A struct that contains itself (through members, arrays or typedefs)
+        cannot exist in C: it raises :class:`ParseError` instead of recursing
+        forever.  Results are cached, so types shared by many members are
+        walked once.
+        """
+        return self._alignof(type_id, 0)
+
+    def _alignof(self, type_id: int, depth: int) -> int:
+        cached = self._align_cache.get(type_id)
+        if cached is not None:
+            return cached
+        if depth > _MAX_RESOLVE_DEPTH:
+            raise ParseError(f"BTF type [{type_id}] nests too deeply or contains itself",
+                             file=self.file or "<bytes>", section=".BTF")
+        tid = type_id
         for _ in range(_MAX_RESOLVE_DEPTH):
-            t = self.type(type_id)
+            t = self.type(tid)
             k = t.kind
             if k in (Kind.INT, Kind.ENUM, Kind.ENUM64, Kind.FLOAT):
-                return max(1, min(8, t.size))  # type: ignore[union-attr]
-            if k == Kind.PTR:
-                return 8
-            if k == Kind.ARRAY or k in MODIFIER_KINDS or k == Kind.VAR:
-                type_id = t.type  # type: ignore[union-attr]
+                a = max(1, min(8, t.size))  # type: ignore[union-attr]
+            elif k == Kind.PTR:
+                a = 8
+            elif k == Kind.ARRAY or k in MODIFIER_KINDS or k == Kind.VAR:
+                tid = t.type  # type: ignore[union-attr]
                 continue
-            if k in (Kind.STRUCT, Kind.UNION):
+            elif k in (Kind.STRUCT, Kind.UNION):
                 a = 1
                 for m in t.members:  # type: ignore[union-attr]
-                    a = max(a, self.alignof(m.type))
-                return a
-            return 1
-        return 1
+                    a = max(a, self._alignof(m.type, depth + 1))
+            else:
+                a = 1
+            self._align_cache[type_id] = a
+            return a
+        raise ParseError(f"BTF type [{type_id}] nests too deeply or is cyclic",
+                         file=self.file or "<bytes>", section=".BTF")
 
     def type_name(self, type_id: int) -> str:
         """A short C-like description of a type, for messages (``struct task_struct *``)."""

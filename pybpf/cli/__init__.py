@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report(err: BaseException) -> None:
+def _report(err: object) -> None:
     print(f"pybpf: error: {err}", file=sys.stderr)
 
 
@@ -61,13 +61,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BPFError as e:
         _report(e)
         return EXIT_ERROR
-    except FileNotFoundError as e:   # e.g. --btf naming a missing file on paths we open directly
-        _report(f"{e.filename}: {e.strerror}")
-        return EXIT_ERROR
     except BrokenPipeError:
         # Output piped into something that stopped reading (| head): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as e:             # file system work of the CLI itself (mkdir of pin dirs ...)
+        _report(f"{e.filename}: {e.strerror}" if e.filename else e)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

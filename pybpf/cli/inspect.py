@@ -18,7 +18,7 @@ import collections
 import os
 from typing import Any, Callable, Dict, List, Optional
 
-from ..btf import Spec
+from ..btf import Kind, Spec
 from ..errors import BPFError, CORERelocationError
 from ..spec import CollectionSpec, MapSpec, Pinning, ProgramSpec
 from .output import Table, emit_json, format_value, jsonable, map_flags_names, map_type_name
@@ -31,7 +31,11 @@ __all__ = ["register", "inspect_report", "render_report", "program_insns", "core
 # -- data -------------------------------------------------------------------------------------
 
 def _typed_size(btf: Optional[Spec], type_id: int, size: int) -> Dict[str, Any]:
-    name = btf.type_name(type_id) if btf is not None and type_id else None
+    name = None
+    if btf is not None and type_id:
+        name = btf.type_name(type_id)
+        if btf.kind_of(type_id) == Kind.DATASEC:
+            name = f"datasec {name}"
     return {"type": name, "type_id": type_id or None, "size": size}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
@@ -20,7 +19,8 @@ from ..errors import BPFError, SyscallError
 from .output import Table, emit_json, hex_bytes, hex_list, map_flags_names, map_type_name
 from .output import prog_type_name
 
-__all__ = ["register", "prog_records", "map_records", "prog_record", "map_record"]
+__all__ = ["register", "prog_records", "map_records", "prog_record", "map_record", "describe_prog",
+           "describe_map", "boot_offset_ns"]
 
 
 # -- kernel access ----------------------------------------------------------------------------
@@ -56,9 +56,10 @@ def _int_or_none(text: Optional[str]) -> Optional[int]:
         return None
 
 
-def _boot_offset_s() -> int:
-    """Seconds to add to a CLOCK_BOOTTIME timestamp to get the Unix time (bpftool's way)."""
-    return int(time.clock_gettime(time.CLOCK_REALTIME)) - int(time.clock_gettime(time.CLOCK_BOOTTIME))
+def boot_offset_ns() -> int:
+    """Nanoseconds to add to a CLOCK_BOOTTIME timestamp (a program's ``load_time``) to get
+    Unix time.  (bpftool subtracts whole seconds, so it can differ from us by one second.)"""
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
 def _open(kind: str, ref: str) -> Any:
@@ -68,27 +69,36 @@ def _open(kind: str, ref: str) -> Any:
         if ref.isdigit():
             getter = _sys.prog_get_fd_by_id if kind == "program" else _sys.map_get_fd_by_id
             return getter(int(ref))
-        return _sys.obj_get(ref)
+        fd = _sys.obj_get(ref)
     except SyscallError as e:
         if e.errno == errno.ENOENT:
-            where = f"id {ref}" if ref.isdigit() else f"pinned at {ref}"
-            raise BPFError(f"no {kind} with {where}") from None
+            if ref.isdigit():
+                raise BPFError(f"no {kind} with id {ref}") from None
+            raise BPFError(f"nothing is pinned at {ref}") from None
         raise
+    # A pin may hold any kind of object; fdinfo says which (prog_type: / map_type: / link_type:).
+    key = "prog_type" if kind == "program" else "map_type"
+    if key not in _fdinfo(fd.fileno()):
+        fd.close()
+        raise BPFError(f"{ref} is not a {kind}")
+    return fd
 
 
-def _prog_record_fd(fd: int, boot_offset: int) -> Dict[str, Any]:
+def describe_prog(fd: int, boot_offset: int) -> Dict[str, Any]:
+    """The program behind ``fd`` as a record with bpftool's ``--json`` keys.
+
+    ``boot_offset`` is :func:`boot_offset_ns` (taken once per listing).
+    """
     from .. import sys as _sys
     i = _sys.prog_info(fd)
-    if i.get("type") is None or "load_time" not in i:
-        raise BPFError(f"fd {fd} is not a BPF program")
     fdinfo = _fdinfo(fd)
-    rec: Dict[str, Any] = {
+    return {
         "id": i["id"],
         "type": prog_type_name(i["type"]),
         "name": i["name"],
         "tag": bytes(i["tag"]).hex(),
         "gpl_compatible": bool(i["gpl_compatible"] & 1),
-        "loaded_at": boot_offset + i["load_time"] // 1_000_000_000,
+        "loaded_at": (boot_offset + i["load_time"]) // 1_000_000_000,
         "uid": i["created_by_uid"],
         "bytes_xlated": i["xlated_prog_len"],
         "jited": i["jited_prog_len"] > 0,
@@ -101,10 +111,10 @@ def _prog_record_fd(fd: int, boot_offset: int) -> Dict[str, Any]:
         "run_cnt": i.get("run_cnt", 0),
         "recursion_misses": i.get("recursion_misses", 0),
     }
-    return rec
 
 
-def _map_record_fd(fd: int) -> Dict[str, Any]:
+def describe_map(fd: int) -> Dict[str, Any]:
+    """The map behind ``fd`` as a record with bpftool's ``--json`` keys."""
     from .. import sys as _sys
     i = _sys.map_info(fd)
     fdinfo = _fdinfo(fd)
@@ -128,13 +138,13 @@ def _map_record_fd(fd: int) -> Dict[str, Any]:
 def prog_record(ref: str) -> Dict[str, Any]:
     """The description of one program (``ref``: id or pinned path)."""
     with _open("program", ref) as fd:
-        return _prog_record_fd(fd.fileno(), _boot_offset_s())
+        return describe_prog(fd.fileno(), boot_offset_ns())
 
 
 def map_record(ref: str) -> Dict[str, Any]:
     """The description of one map (``ref``: id or pinned path)."""
     with _open("map", ref) as fd:
-        return _map_record_fd(fd.fileno())
+        return describe_map(fd.fileno())
 
 
 def _records(next_id: Callable[..., Optional[int]], get_fd: Callable[[int], Any],
@@ -155,15 +165,15 @@ def _records(next_id: Callable[..., Optional[int]], get_fd: Callable[[int], Any]
 def prog_records() -> List[Dict[str, Any]]:
     """Every program loaded in the kernel, in id order."""
     from .. import sys as _sys
-    offset = _boot_offset_s()
+    offset = boot_offset_ns()
     return _records(_sys.prog_get_next_id, _sys.prog_get_fd_by_id,
-                    lambda fd: _prog_record_fd(fd, offset))
+                    lambda fd: describe_prog(fd, offset))
 
 
 def map_records() -> List[Dict[str, Any]]:
     """Every map in the kernel, in id order."""
     from .. import sys as _sys
-    return _records(_sys.map_get_next_id, _sys.map_get_fd_by_id, _map_record_fd)
+    return _records(_sys.map_get_next_id, _sys.map_get_fd_by_id, describe_map)
 
 
 # -- rendering --------------------------------------------------------------------------------

@@ -22,9 +22,9 @@ import os
 import sys
 from typing import Any, Dict, List, Tuple
 
-from ..errors import BPFError, VerifierError
+from ..errors import BPFError, SyscallError, VerifierError
 from ..spec import MapKind, Pinning
-from .listing import _boot_offset_s, _map_record_fd, _prog_record_fd
+from .listing import boot_offset_ns, describe_map, describe_prog
 from .output import Table, emit_json
 
 __all__ = ["register", "ensure_bpffs", "pin_name"]
@@ -61,6 +61,13 @@ def pin_name(name: str) -> str:
 
 # -- pinning ----------------------------------------------------------------------------------
 
+def _pin(obj: Any, path: str) -> None:
+    try:
+        obj.pin(path)
+    except SyscallError as e:   # its message names the object, not where it was going
+        raise BPFError(f"cannot pin at {path}: {e}") from None
+
+
 def _pin_all(coll: Any, pin_dir: str) -> Tuple[Dict[str, str], Dict[str, str]]:
     """Pin every program and map of ``coll`` under ``pin_dir``; all or nothing."""
     maps_dir = os.path.join(pin_dir, "maps")
@@ -74,7 +81,7 @@ def _pin_all(coll: Any, pin_dir: str) -> Tuple[Dict[str, str], Dict[str, str]]:
                 created.append(d)
         for name, prog in coll.programs.items():
             path = os.path.join(pin_dir, pin_name(name))
-            prog.pin(path)
+            _pin(prog, path)
             created.append(path)
             progs[name] = path
         for name, m in coll.maps.items():
@@ -83,7 +90,7 @@ def _pin_all(coll: Any, pin_dir: str) -> Tuple[Dict[str, str], Dict[str, str]]:
             else:
                 name_on_disk = name
             path = os.path.join(maps_dir, pin_name(name_on_disk))
-            m.pin(path)
+            _pin(m, path)
             created.append(path)
             maps[name] = path
     except BaseException:
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     pin_root = args.pin_root or BPFFS_DEFAULT
     if any(m.pinning == Pinning.BY_NAME for m in spec.maps.values()):
         ensure_bpffs(pin_root)
+        os.makedirs(pin_root, exist_ok=True)
     if args.pin:
         ensure_bpffs(args.pin)
     try:
@@ -124,10 +132,10 @@ def run(args: argparse.Namespace) -> int:
                 if isinstance(e, BPFError):       # SyscallError: already says what failed
                     raise
                 raise BPFError(f"cannot pin under {args.pin}: {e}") from None
-        offset = _boot_offset_s()
-        progs = [dict(_prog_record_fd(p.fd, offset), program=n, pinned=prog_pins.get(n))
+        offset = boot_offset_ns()
+        progs = [dict(describe_prog(p.fd, offset), program=n, pinned=prog_pins.get(n))
                  for n, p in coll.programs.items()]
-        maps = [dict(_map_record_fd(m.fd), map=n, pinned=map_pins.get(n))
+        maps = [dict(describe_map(m.fd), map=n, pinned=map_pins.get(n))
                 for n, m in coll.maps.items()]
         if args.json:
             emit_json({"file": path, "pinned": args.pin, "programs": progs, "maps": maps})

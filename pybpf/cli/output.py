@@ -92,7 +92,7 @@ def _format(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return hex_bytes(value) if value else "''"
+        return hex_bytes(bytes(value)) if value else "''"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_format(v) for v in value) + "]"
     asdict = getattr(value, "_asdict", None)

@@ -113,13 +113,20 @@ class Map:
                    spec=spec)
 
     @classmethod
-    def from_fd(cls, fd: Union[int, FD], *, name: Optional[str] = None) -> "Map":
-        """Adopt an existing map fd (takes ownership of an FD; dups a plain int)."""
+    def from_fd(cls, fd: Union[int, FD], *, name: Optional[str] = None,
+                spec: Optional[MapSpec] = None) -> "Map":
+        """Adopt an existing map fd (takes ownership of an FD; dups a plain int).
+
+        With ``spec``, keys and values are encoded through the spec's BTF types.
+        """
         if isinstance(fd, int):
             fd = _sys.dup_fd(fd)
         info = _map_info(fd.fileno())
+        btf = spec.btf if spec is not None else None
         return cls(fd, name=name or info.name, type=info.type, key_size=info.key_size,
-                   value_size=info.value_size, max_entries=info.max_entries, flags=info.flags)
+                   value_size=info.value_size, max_entries=info.max_entries, flags=info.flags,
+                   btf=btf, key_type_id=spec.key_type_id if btf else 0,
+                   value_type_id=spec.value_type_id if btf else 0, spec=spec)
 
     @classmethod
     def from_id(cls, map_id: int) -> "Map":
@@ -127,9 +134,9 @@ class Map:
         return cls.from_fd(_sys.map_get_fd_by_id(map_id))
 
     @classmethod
-    def from_pinned(cls, path: Union[str, os.PathLike]) -> "Map":
+    def from_pinned(cls, path: Union[str, os.PathLike], *, spec: Optional[MapSpec] = None) -> "Map":
         """Open a map pinned on bpffs."""
-        return cls.from_fd(_sys.obj_get(os.fspath(path)))
+        return cls.from_fd(_sys.obj_get(os.fspath(path)), spec=spec)
 
     # -- fd ownership -----------------------------------------------------------------------
     @property

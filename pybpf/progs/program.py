@@ -96,7 +96,7 @@ class Program:
                            run_time_ns=i["run_time_ns"], run_cnt=i["run_cnt"],
                            map_ids=tuple(i.get("map_ids", ())))
 
-    def test_run(self, data_in: bytes = b"", *, ctx_in: Optional[bytes] = None, repeat: int = 1,
+    def test_run(self, data_in: bytes = b"", *, ctx_in: Optional[bytes] = None, repeat: int = 0,
                  data_size_out: int = 0, ctx_size_out: int = 0, flags: int = 0, cpu: int = 0) -> "TestRunResult":
         """Run the program once (or ``repeat`` times) in the kernel with BPF_PROG_TEST_RUN."""
         r = _sys.prog_test_run(self.fd, data_in=data_in, ctx_in=ctx_in, repeat=repeat,

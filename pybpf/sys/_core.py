@@ -17,8 +17,8 @@ from ._libc import ffi
 from .backend import active
 from .fd import FD
 
-__all__ = ["bpf_call", "bpf_fd", "retry", "attempt", "packer", "Pins", "new", "sizeof", "as_dict", "cstring",
-           "set_name", "Buffer"]
+__all__ = ["bpf_call", "bpf_fd", "retry", "attempt", "packer", "Pins", "new", "sizeof", "as_dict",
+           "cstring", "set_name", "Buffer"]
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -130,7 +130,7 @@ class Pins:
         """The address of a bytes-like object's memory (0 for ``None`` or empty)."""
         if obj is None or len(obj) == 0:
             return 0
-        c = _from_buffer(obj, writable)
+        c = _from_buffer(obj, require_writable=writable)
         self._held.append(c)
         return int(_cast(_UINTPTR, c))
 

@@ -13,7 +13,7 @@ import struct
 from typing import Any, Dict, Tuple
 
 __all__ = ["ffi", "lib", "NR_BPF", "NR_PERF_EVENT_OPEN", "bpf_syscall", "perf_event_open_syscall",
-           "machine"]
+           "machine", "ARCH"]
 
 try:
     from ._ffi import ffi
@@ -33,7 +33,7 @@ except OSError:  # pragma: no cover - static or unusual interpreters
 
 def machine() -> str:
     """The architecture this process runs as (a 32-bit process on a 64-bit kernel counts as 32-bit)."""
-    m = os.uname().machine
+    m = os.uname().machine if hasattr(os, "uname") else ""
     if struct.calcsize("P") == 4:
         if m in ("x86_64", "i686", "i586", "i386"):
             return "i386"
@@ -60,11 +60,10 @@ _SYSCALLS: Dict[str, Tuple[int, int]] = {
     "s390x": (351, 331),
 }
 
-_arch = machine()
-if _arch not in _SYSCALLS:  # pragma: no cover - depends on the host
-    raise ImportError(f"pybpf.sys: unsupported architecture {_arch!r} "
-                      f"(known: {', '.join(sorted(_SYSCALLS))})")
-NR_BPF, NR_PERF_EVENT_OPEN = _SYSCALLS[_arch]
+ARCH = machine()
+# -1 on an architecture pybpf does not know (or not Linux): importing still works (the pure
+# layers need nothing from here), and the backend raises NotSupportedError on first use.
+NR_BPF, NR_PERF_EVENT_OPEN = _SYSCALLS.get(ARCH, (-1, -1))
 
 # syscall() is variadic.  Calling it through a variadic declaration makes cffi build a
 # new function type per call (about 1 µs); a fixed prototype is as fast as any C call.

@@ -16,7 +16,8 @@ import contextlib
 import functools
 from typing import Any, Iterator, Protocol, runtime_checkable
 
-from ._libc import NR_BPF, NR_PERF_EVENT_OPEN, bpf_syscall, ffi, perf_event_open_syscall
+from ..errors import NotSupportedError
+from ._libc import ARCH, NR_BPF, NR_PERF_EVENT_OPEN, bpf_syscall, ffi, perf_event_open_syscall
 
 __all__ = ["Backend", "LinuxBackend", "set_backend", "get_backend", "use_backend"]
 
@@ -48,11 +49,19 @@ def _saved_errno(result: int) -> int:
     return ffi.errno  # cffi saves errno right after each C call, per thread
 
 
+def _unsupported(*_args: Any) -> int:
+    raise NotSupportedError("bpf(2)", f"pybpf does not know the system call numbers of {ARCH!r}")
+
+
 class LinuxBackend:
     """The real kernel, through libc's ``syscall()`` (C-level partials: no Python frame)."""
 
-    bpf = functools.partial(bpf_syscall, NR_BPF)
-    perf_event_open = functools.partial(perf_event_open_syscall, NR_PERF_EVENT_OPEN)
+    if NR_BPF >= 0:
+        bpf = functools.partial(bpf_syscall, NR_BPF)
+        perf_event_open = functools.partial(perf_event_open_syscall, NR_PERF_EVENT_OPEN)
+    else:  # pragma: no cover - depends on the host
+        bpf = staticmethod(_unsupported)
+        perf_event_open = staticmethod(_unsupported)
     errno = staticmethod(_saved_errno)
 
 

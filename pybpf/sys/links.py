@@ -6,10 +6,9 @@ import errno
 from typing import Any, Dict, Optional, Sequence
 
 from ..consts import Cmd
-from ._core import Buffer, Pins, bpf_call, bpf_fd, new, sizeof
+from ._core import Buffer, Pins, attempt, bpf_call, bpf_fd, new, sizeof
 from ._errors import bpf_error
 from ._libc import ffi
-from .backend import active
 from .fd import FD
 
 __all__ = ["link_create", "link_update", "link_detach", "raw_tracepoint_open", "iter_create",
@@ -204,9 +203,7 @@ def task_fd_query(pid: int, fd: int, flags: int = 0, *, context: str = "") -> Di
         a.flags = flags
         a.buf = pins.addr(buf)
         a.buf_len = buf_len
-        r = active.bpf(Cmd.TASK_FD_QUERY, a, size)
-        while r == -errno.EINTR:
-            r = active.bpf(Cmd.TASK_FD_QUERY, a, size)
+        r = attempt(Cmd.TASK_FD_QUERY, a, size)
         if r == -errno.ENOSPC and a.buf_len >= buf_len:
             buf_len = a.buf_len + 1
             continue

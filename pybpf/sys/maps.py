@@ -14,7 +14,8 @@ map's key size; ``value`` exactly its value size -- for per-CPU maps
 from __future__ import annotations
 
 import errno
-from typing import Any, List, Optional, Tuple
+from struct import error as _StructError
+from typing import List, Optional, Tuple
 
 from ..consts import Cmd
 from ._core import Buffer, Pins, attempt, bpf_call, bpf_fd, new, packer, retry, set_name, sizeof
@@ -67,16 +68,23 @@ class _Scratch:
         self.vcap = vcap
 
     def fit(self, klen: int, vlen: int) -> "_Scratch":
-        """A scratch with room for ``klen``/``vlen`` bytes: this one grown, or a one-off."""
-        big = _Scratch(max(klen, 16), max(vlen, 16))
-        if klen <= _KEEP_LIMIT and vlen <= _KEEP_LIMIT:
-            big = _Scratch(max(klen, 2 * self.kcap), max(vlen, 2 * self.vcap))
-        return big
+        """A bigger scratch, with room for ``klen``/``vlen`` bytes, to use instead of this one.
+
+        It goes back to the pool after the call unless it is too big to keep around.
+        """
+        if klen > _KEEP_LIMIT or vlen > _KEEP_LIMIT:
+            return _Scratch(klen, vlen)
+        return _Scratch(max(klen, 2 * self.kcap) if klen > self.kcap else self.kcap,
+                        max(vlen, 2 * self.vcap) if vlen > self.vcap else self.vcap)
 
 
 _POOL: List[_Scratch] = [_Scratch()]
 _take = _POOL.pop
 _give = _POOL.append
+
+
+def _out_of_range(fd: int, flags: int) -> OverflowError:
+    return OverflowError(f"fd {fd!r} or flags {flags!r} do not fit the attribute's fields")
 
 
 def _borrow() -> _Scratch:
@@ -154,6 +162,8 @@ def map_lookup_elem(fd: int, key: Buffer, value: bytearray, flags: int = 0, *,
             retry(_LOOKUP, s.attr, _ELEM_SIZE, r, context)
         vo = s.voff
         value[:] = view[vo:vo + vlen]
+    except _StructError:
+        raise _out_of_range(fd, flags) from None
     finally:
         _give_back(s)
 
@@ -180,6 +190,8 @@ def map_update_elem(fd: int, key: Buffer, value: Buffer, flags: int = 0, *,
         r = active.bpf(_UPDATE, s.attr, _ELEM_SIZE)
         if r < 0:
             retry(_UPDATE, s.attr, _ELEM_SIZE, r, context)
+    except _StructError:
+        raise _out_of_range(fd, flags) from None
     finally:
         _give_back(s)
 
@@ -198,6 +210,8 @@ def map_delete_elem(fd: int, key: Buffer, flags: int = 0, *, context: str = "") 
         r = active.bpf(_DELETE, s.attr, _ELEM_SIZE)
         if r < 0:
             retry(_DELETE, s.attr, _ELEM_SIZE, r, context)
+    except _StructError:
+        raise _out_of_range(fd, flags) from None
     finally:
         _give_back(s)
 
@@ -224,6 +238,8 @@ def map_get_next_key(fd: int, key: Optional[Buffer], next_key: bytearray, *,
             retry(_NEXT_KEY, s.attr, _ELEM_SIZE, r, context)
         vo = s.voff
         next_key[:] = view[vo:vo + klen]
+    except _StructError:
+        raise _out_of_range(fd, 0) from None
     finally:
         _give_back(s)
 
@@ -253,6 +269,8 @@ def map_lookup_and_delete_elem(fd: int, key: Optional[Buffer], value: bytearray,
             retry(_LOOKUP_DELETE, s.attr, _ELEM_SIZE, r, context)
         vo = s.voff
         value[:] = view[vo:vo + vlen]
+    except _StructError:
+        raise _out_of_range(fd, flags) from None
     finally:
         _give_back(s)
 

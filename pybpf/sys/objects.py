@@ -7,9 +7,8 @@ import os
 from typing import Any, Dict, Mapping, Optional, Union
 
 from ..consts import Cmd, LinkType, PerfEventLinkType, StatsType
-from ._core import Buffer, Pins, as_dict, bpf_call, bpf_fd, new, sizeof
+from ._core import Buffer, Pins, as_dict, attempt, bpf_call, bpf_fd, new, sizeof
 from ._errors import bpf_error
-from .backend import active
 from .fd import FD
 
 __all__ = [
@@ -65,9 +64,7 @@ def _next_id(cmd: int, start_id: int, context: str) -> Optional[int]:
     a = new("get_id_attr")
     a.start_id = start_id
     size = sizeof("get_id_attr")
-    r = active.bpf(cmd, a, size)
-    while r == -errno.EINTR:
-        r = active.bpf(cmd, a, size)
+    r = attempt(cmd, a, size)
     if r == -errno.ENOENT:
         return None
     if r < 0:
@@ -252,9 +249,7 @@ def btf_load(btf: Buffer, *, log_level: int = 0, log_buf: Optional[bytearray] = 
         a.btf_token_fd = btf_token_fd
         a.btf_flags = btf_flags | _TOKEN_FD
     size = sizeof("btf_load_attr")
-    r = active.bpf(Cmd.BTF_LOAD, a, size)
-    while r == -errno.EINTR:
-        r = active.bpf(Cmd.BTF_LOAD, a, size)
+    r = attempt(Cmd.BTF_LOAD, a, size)
     if r < 0:
         err = bpf_error(Cmd.BTF_LOAD, -r, context)
         err.log_true_size = a.btf_log_true_size  # type: ignore[attr-defined]

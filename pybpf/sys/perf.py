@@ -56,12 +56,14 @@ def perf_event_open(type: int, config: int = 0, *, pid: int = -1, cpu: int = 0,
     a.config3 = config3
     a.sample_max_stack = sample_max_stack
     flags |= PerfFlag.FD_CLOEXEC
-    r = active.perf_event_open(a, pid, cpu, group_fd, flags)
-    while r == -errno.EINTR:
-        r = active.perf_event_open(a, pid, cpu, group_fd, flags)
-    if r < 0:
-        raise os_error("perf_event_open", -r, context)
-    return FD(r)
+    b = active
+    while True:
+        r = b.perf_event_open(a, pid, cpu, group_fd, flags)
+        if r >= 0:
+            return FD(r)
+        err = b.errno(r)
+        if err != errno.EINTR:
+            raise os_error("perf_event_open", err, context)
 
 
 def ioctl(fd: int, request: int, arg: Union[int, bytearray] = 0, *, name: str = "",

@@ -6,10 +6,9 @@ import errno
 from typing import Any, Dict, Optional, Sequence
 
 from ..consts import Cmd
-from ._core import Buffer, Pins, bpf_call, bpf_fd, new, set_name, sizeof
+from ._core import Buffer, Pins, attempt, bpf_call, new, set_name, sizeof
 from ._errors import bpf_error
 from ._libc import ffi
-from .backend import active
 from .fd import FD
 
 __all__ = ["prog_load", "prog_test_run", "prog_attach", "prog_detach", "prog_query",
@@ -86,18 +85,15 @@ def prog_load(prog_type: int, insns: Buffer, license: str = "GPL", *, prog_name:
         a.prog_flags = prog_flags | _TOKEN_FD_FLAG
     size = sizeof("prog_load_attr")
     cmd = int(Cmd.PROG_LOAD)
-    r = active.bpf(cmd, a, size)
+    r = attempt(cmd, a, size)
     eagain = PROG_LOAD_EAGAIN_RETRIES
-    while r < 0:
-        if r == -errno.EINTR:
-            pass
-        elif r == -errno.EAGAIN and eagain > 0:
-            eagain -= 1
-        else:
-            err = bpf_error(cmd, -r, context)
-            err.log_true_size = a.log_true_size  # type: ignore[attr-defined]
-            raise err
-        r = active.bpf(cmd, a, size)
+    while r == -errno.EAGAIN and eagain > 0:
+        eagain -= 1
+        r = attempt(cmd, a, size)
+    if r < 0:
+        err = bpf_error(cmd, -r, context)
+        err.log_true_size = a.log_true_size  # type: ignore[attr-defined]
+        raise err
     return FD(r)
 
 
@@ -218,9 +214,7 @@ def prog_query(target_fd: int, attach_type: int, *, query_flags: int = 0, max_pr
             lflags = pins.new("uint32_t", max_progs)
             a.link_ids = pins.addr(lids)
             a.link_attach_flags = pins.addr(lflags)
-        r = active.bpf(Cmd.PROG_QUERY, a, size)
-        while r == -errno.EINTR:
-            r = active.bpf(Cmd.PROG_QUERY, a, size)
+        r = attempt(Cmd.PROG_QUERY, a, size)
         if r == -errno.ENOSPC and a.prog_cnt > max_progs:
             max_progs = a.prog_cnt
             continue

@@ -110,14 +110,15 @@ def emitted_tags(spec: Spec) -> Dict[int, str]:
 _SUFFIX = re.compile(r"___\d+$")
 
 
-def shape(spec: Spec, tid: int) -> tuple:
+def shape(spec: Spec, tid: int, outer_quals: frozenset = frozenset()) -> tuple:
     """A structural description of a type that ignores ids and ___N name suffixes.
 
     Named struct/union/enum/typedef references stay names; anonymous ones
     expand.  Ints compare by size (clang may name ``long unsigned int``
-    differently), qualifiers as a set, and ``__builtin_va_list`` is looked through.
+    differently), qualifiers as a set (those of an array belong to its
+    elements, as in C), and ``__builtin_va_list`` is looked through.
     """
-    quals = set()
+    quals = set(outer_quals)
     while True:
         t = spec.type(tid)
         if t.kind in (Kind.CONST, Kind.VOLATILE, Kind.RESTRICT):
@@ -138,7 +139,7 @@ def shape(spec: Spec, tid: int) -> tuple:
     if k == Kind.TYPE_TAG:
         return q, "tag", t.name, shape(spec, t.type)
     if k == Kind.ARRAY:
-        return q, "array", t.nelems, shape(spec, t.type)
+        return (), "array", t.nelems, shape(spec, t.type, frozenset(quals))
     if k == Kind.TYPEDEF:
         return q, "typedef", _SUFFIX.sub("", t.name)
     if k == Kind.FWD:
@@ -240,7 +241,8 @@ def core_relocations(obj: Path) -> Iterator[Tuple[str, int, str, int]]:
 
 
 def test_every_kernel_struct_has_the_kernel_layout(clang, kernel_spec, vmlinux_h, tmp_path):
-    """sizeof and offsetof of every named struct/union (all members but bitfields) match BTF."""
+    """sizeof and offsetof of every named struct/union (all members but bitfields), sizeof of
+    every enum and the values of enum constants match BTF."""
     out, _ = vmlinux_h
     lines = ['#include "vmlinux.h"']
     tags = emitted_tags(kernel_spec)
@@ -251,6 +253,7 @@ def test_every_kernel_struct_has_the_kernel_layout(clang, kernel_spec, vmlinux_h
             if m.name and not m.bitfield_size:
                 lines.append(f"_Static_assert(__builtin_offsetof({tag}, {m.name}) == {m.offset // 8}, "
                              f'"offsetof({tag}, {m.name})");')
+    lines.extend(enum_asserts(kernel_spec))
     src = tmp_path / "layout.c"
     src.write_text("\n".join(lines) + "\n")
     res = subprocess.run([clang, "-target", "bpf", "-fsyntax-only", f"-I{out}", str(src)],
@@ -258,6 +261,29 @@ def test_every_kernel_struct_has_the_kernel_layout(clang, kernel_spec, vmlinux_h
     failures = [l for l in res.stderr.splitlines() if "error:" in l]
     assert res.returncode == 0 and not failures, "\n".join(failures[:30])
     assert len(tags) > 5000  # the check covered the kernel, not a handful of types
+
+
+def enum_asserts(spec: Spec) -> Iterator[str]:
+    """sizeof of every named enum and the value of every enum constant whose name is unique."""
+    counts: Dict[str, int] = collections.Counter()
+    enums = []
+    for tid in range(1, len(spec)):
+        k = spec.kind_of(tid)
+        if k == Kind.TYPEDEF:
+            counts[spec.type(tid).name] += 1
+        elif k in (Kind.ENUM, Kind.ENUM64):
+            e = spec.type(tid)
+            enums.append(e)
+            for v in e.values:
+                counts[v.name] += 1
+    first_owner: Dict[str, int] = {}
+    for e in enums:
+        if e.name and e.values and first_owner.setdefault(e.name, id(e)) == id(e):
+            yield f'_Static_assert(sizeof(enum {e.name}) == {e.size}, "sizeof(enum {e.name})");'
+        for v in e.values:
+            if counts[v.name] == 1:
+                yield f'_Static_assert({v.name} == {v.value}LL, "{v.name}");' if v.value < 1 << 63 \
+                    else f'_Static_assert({v.name} == {v.value}ULL, "{v.name}");'
 
 
 def test_kernel_types_round_trip_through_clang(clang, kernel_spec, vmlinux_h, tmp_path):
@@ -275,7 +301,7 @@ def test_kernel_types_round_trip_through_clang(clang, kernel_spec, vmlinux_h, tm
     back = roundtrip(clang, tmp_path, out, decls)
     problems = compare_composites(kernel_spec, chosen, back)
     assert not problems, f"{len(problems)} types differ:\n" + "\n".join(problems[:10])
-    assert len(chosen) > 1000
+    assert len(chosen) > 2000
 
 
 def test_feature_object_round_trips(clang, tmp_path):

@@ -247,14 +247,14 @@ def test_declarators():
     vararg = b.func_proto(i32, [("fmt", pcch), ("", 0)])  # 22 int (const char *fmt, ...)
     pva = b.ptr(vararg)                                # 23
     cmat = b.const(mat)                                # 24 const int[2][3]
-    members = [("a", cpcch), ("b", mat), ("c", parr), ("d", argv), ("e", vi), ("f", rpi),
-               ("g", afp), ("h", cppch), ("i", pvfp), ("j", pva), ("k", cmat), ("l", flex)]
-    offs, off = [], 0
-    for _n, t in members:
-        offs.append(off)
-        off += 64 if t not in (mat, cmat, argv, afp, flex, vi) else {mat: 192, cmat: 192, argv: 256,
-                                                                     afp: 128, flex: 0, vi: 64}[t]
-    b.struct("decls", off // 8, [(n, t, o, 0) for (n, t), o in zip(members, offs)])
+    members = [("a", cpcch, 8), ("b", mat, 24), ("c", parr, 8), ("d", argv, 32), ("e", vi, 8),
+               ("f", rpi, 8), ("g", afp, 16), ("h", cppch, 8), ("i", pvfp, 8), ("j", pva, 8),
+               ("k", cmat, 24), ("l", flex, 0)]
+    layout, off = [], 0
+    for name, t, size in members:  # sizes rounded to 8 so every member stays naturally aligned
+        layout.append((name, t, off * 8, 0))
+        off += size
+    b.struct("decls", off, layout)
     out = c_of(b)
     for line in ("const char *const a;", "int b[2][3];", "int (*c)[3];", "char *d[4];",
                  "volatile int e;", "int *restrict f;", "int *(*g[2])(int);", "char **const h;",
@@ -556,7 +556,8 @@ def test_raw_dump_lines():
 
 def test_format_type_and_type_to_dict():
     spec = _raw_sample()
-    assert format_type(spec, 5) == "[5] UNION 'u' size=4 vlen=1\n\t'bits' type_id=1 bits_offset=0 bitfield_size=3"
+    assert format_type(spec, 5) == ("[5] UNION 'u' size=4 vlen=1\n"
+                                    "\t'bits' type_id=1 bits_offset=0 bitfield_size=3")
     assert type_to_dict(spec, 4) == {
         "id": 4, "kind": "STRUCT", "name": "s", "size": 8, "vlen": 2,
         "members": [{"name": "a", "type_id": 1, "bits_offset": 0},
@@ -580,3 +581,59 @@ def test_raw_dump_of_split_btf_starts_after_the_base():
     hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), 1)
     split = Spec.parse(hdr + types + b"\0", base=base)
     assert list(dump_raw(split)) == [f"[{len(base)}] PTR '(anon)' type_id=1"]
+
+
+# -- malformed or non-C BTF --------------------------------------------------------------------
+
+def test_cyclic_modifier_chain_is_a_parse_error():
+    b = BTFBuilder()
+    b.const(1)                                   # 1: const of itself
+    b.struct("s", 8, [("m", 1, 0, 0)])
+    with pytest.raises(ParseError, match="too long or cyclic"):
+        dump_c(b.spec())
+
+
+def test_anonymous_struct_containing_itself_is_a_parse_error():
+    b = BTFBuilder()
+    b.struct("", 8, [("again", 1, 0, 0)])        # 1
+    b.typedef("loop_t", 1)
+    with pytest.raises(ParseError, match="contains itself"):
+        dump_c(b.spec())
+
+
+def test_non_c_names_are_made_identifiers():
+    b = BTFBuilder()
+    u32 = b.int_("unsigned int", 4)
+    b.struct("Option<u32>", 8, [("tag", u32, 0, 0), ("0", u32, 32, 0)])
+    b.typedef("core::num::Wrapping", u32)
+    b.enum("Kind", [("Kind::A", 0)])
+    out = c_of(b)
+    assert "struct Option_u32_ {\n\tunsigned int tag;\n\tunsigned int _0;\n};" in out
+    assert "typedef unsigned int core__num__Wrapping;" in out
+    assert "\tKind__A = 0,\n" in out
+
+
+def test_nameless_typedef_and_fwd_are_looked_through():
+    b = BTFBuilder()
+    i32 = b.int_("int", 4, signed=True)          # 1
+    b.typedef("", i32)                           # 2: invalid, but must not produce `typedef int ;`
+    b.fwd("")                                    # 3
+    b.struct("s", 16, [("a", 2, 0, 0), ("p", 5, 64, 0)])   # 4
+    b.ptr(3)                                     # 5
+    assert "struct s {\n\tint a;\n\tvoid *p;\n};" in c_of(b)
+
+
+def test_non_c_int_and_float_names_become_c_types():
+    b = BTFBuilder()
+    usize = b.int_("usize", 8)                                   # 1
+    rchar = b.int_("char", 4)                                    # 2: Rust's 4-byte char
+    rbool = b.int_("bool", 1, encoding=4)                        # 3
+    i128 = b.int_("i128", 16, signed=True)                       # 4
+    f64 = b.float_("f64", 8)                                     # 5
+    ok = b.int_("long long unsigned int", 8)                     # 6
+    b.struct("r", 64, [("a", usize, 0, 0), ("b", rchar, 64, 0), ("c", rbool, 96, 0),
+                       ("d", i128, 128, 0), ("e", f64, 256, 0), ("f", ok, 320, 0)])
+    out = c_of(b)
+    assert ("\tunsigned long a;\n\tunsigned int b;\n\t_Bool c;\n"
+            "\t__int128 d;\n\tdouble e;\n\tlong long unsigned int f;\n"
+            "\tlong: 64;\n\tlong: 64;\n}") in out
