@@ -79,7 +79,8 @@ NAMED_ENUMS: Sequence[Tuple[str, str, str, str, bool, str]] = (
      "enum bpf_cgroup_iter_order (cgroup iterator link info)."),
     ("TaskIterType", "bpf_iter_task_type", "BPF_TASK_ITER_", "IntEnum", False,
      "enum bpf_iter_task_type (task iterator link info)."),
-    ("PerfType", "perf_type_id", "PERF_TYPE_", "IntEnum", True, "enum perf_type_id (perf_event_attr.type)."),
+    ("PerfType", "perf_type_id", "PERF_TYPE_", "IntEnum", True,
+     "enum perf_type_id (perf_event_attr.type)."),
     ("PerfHwId", "perf_hw_id", "PERF_COUNT_HW_", "IntEnum", True, "enum perf_hw_id."),
     ("PerfSwId", "perf_sw_ids", "PERF_COUNT_SW_", "IntEnum", True, "enum perf_sw_ids."),
     ("PerfSample", "perf_event_sample_format", "PERF_SAMPLE_", "IntFlag", True,
@@ -128,7 +129,8 @@ HAND_FLAG_ENUMS: Sequence[Tuple[str, str, str, Sequence[Tuple[str, int]]]] = (
         ("BPF_F_TEST_REG_INVARIANTS", 1 << 7),
         ("BPF_F_TOKEN_FD", 1 << 16),
     )),
-    ("AttachFlags", "BPF_F_", "BPF_PROG_ATTACH / BPF_LINK_CREATE attach flags (uapi bpf.h #defines).", (
+    ("AttachFlags", "BPF_F_",
+     "BPF_PROG_ATTACH / BPF_LINK_CREATE attach flags (uapi bpf.h #defines).", (
         ("BPF_F_ALLOW_OVERRIDE", 1 << 0),
         ("BPF_F_ALLOW_MULTI", 1 << 1),
         ("BPF_F_REPLACE", 1 << 2),
@@ -156,7 +158,7 @@ HAND_FLAG_ENUMS: Sequence[Tuple[str, str, str, Sequence[Tuple[str, int]]]] = (
 
 HAND_INTS: Sequence[Tuple[str, int, str]] = (
     ("BPF_PSEUDO_MAP_FD", 1, "ldimm64 src_reg: imm is a map fd"),
-    ("BPF_PSEUDO_MAP_VALUE", 2, "ldimm64 src_reg: imm is a map fd, next imm an offset into its value"),
+    ("BPF_PSEUDO_MAP_VALUE", 2, "ldimm64 src_reg: imm is a map fd, next imm a value offset"),
     ("BPF_PSEUDO_BTF_ID", 3, "ldimm64 src_reg: imm is a BTF id of a kernel variable"),
     ("BPF_PSEUDO_FUNC", 4, "ldimm64 src_reg: imm is the offset of a subprogram"),
     ("BPF_PSEUDO_MAP_IDX", 5, "ldimm64 src_reg: imm is an index into fd_array"),
@@ -287,8 +289,9 @@ class Consts:
 
     def __init__(self, spec: Spec):
         self.spec = spec
-        self.classes: List[Tuple[str, str, str, List[Tuple[str, int]]]] = []  # name, base, doc, members
-        self.ints: Dict[str, Tuple[int, str]] = {}      # module-level ints: name -> (value, comment)
+        # (class name, base, docstring, members)
+        self.classes: List[Tuple[str, str, str, List[Tuple[str, int]]]] = []
+        self.ints: Dict[str, Tuple[int, str]] = {}      # module-level: name -> (value, comment)
         self.aliases: List[Tuple[str, str]] = []        # module-level name -> "Class.MEMBER"
         self.btf_names: Dict[str, int] = {}              # every enumerator BTF has, for hand checks
         self.bitfields: List[Tuple[str, int, int]] = []  # perf_event_attr.flags: (name, bit, width)
@@ -302,13 +305,13 @@ class Consts:
                 self.btf_names.setdefault(v.name, v.value)
                 anchors.setdefault(v.name, t)
         for cls, ename, prefix, base, required, doc in NAMED_ENUMS:
-            t = _find_enum(spec, ename)
-            if t is None:
+            named = _find_enum(spec, ename)
+            if named is None:
                 if required:
                     raise GenError(f"BTF has no enum {ename}")
                 continue
             members = []
-            for v in t.values:
+            for v in named.values:
                 self.btf_names.setdefault(v.name, v.value)
                 short = _member_name(v.name, prefix)
                 if short is not None:
@@ -317,10 +320,10 @@ class Consts:
                         self.aliases.append((v.name, f"{cls}.{short}"))
             self.classes.append((cls, base, doc, members))
         for cls, anchor, prefix, doc in ANON_FLAG_ENUMS:
-            t = anchors.get(anchor)
-            if t is None:
+            holder = anchors.get(anchor)
+            if holder is None:
                 raise GenError(f"BTF has no anonymous enum holding {anchor}")
-            members = [(s, v.value) for v in t.values
+            members = [(s, v.value) for v in holder.values
                        if (s := _member_name(v.name, prefix)) is not None]
             self.classes.append((cls, "IntFlag", doc + " (from BTF)", members))
         for cls, prefix, doc, values in HAND_FLAG_ENUMS:
@@ -359,7 +362,8 @@ class Consts:
           "``enum.IntFlag`` classes; other uapi constants are module-level ints under\n"
           "their kernel names.  Pure Python: safe to import from the pure layers.\n"
           '"""\n\n')
-        w("from __future__ import annotations\n\nimport enum\nimport os as _os\nimport sys as _sys\n\n")
+        w("from __future__ import annotations\n\n"
+          "import enum\nimport os as _os\nimport sys as _sys\n\n")
         names = [c[0] for c in self.classes] + sorted(self.ints) + [a for a, _ in self.aliases]
         names += [n for n, *_ in HAND_PERF_IOCTLS] + [f"PERF_ATTR_FLAG_{n.upper()}" for n, _b, width
                                                        in self.bitfields if width == 1]
@@ -476,7 +480,10 @@ class CdefEmitter:
 
     # -- composites --------------------------------------------------------------------------
     def emit(self, cname: str, tid: int, owner: str) -> None:
-        """Emit ``struct cname`` (or union) for BTF composite ``tid``; ``owner`` names bitfield runs."""
+        """Emit ``struct cname`` (or union) for BTF composite ``tid``.
+
+        ``owner`` is the top-level struct, which names bitfield runs in BITFIELD_RUN_NAMES.
+        """
         if cname in self.emitted:
             return
         t = self.spec[self.spec.skip_modifiers(tid)]
@@ -510,7 +517,7 @@ class CdefEmitter:
             while i < len(members):
                 mm = members[i]
                 b = self._bitfield(mm)
-                if b is None or not (start * 8 <= mm.offset and mm.offset + b <= (start + unit) * 8):
+                if b is None or not start * 8 <= mm.offset <= (start + unit) * 8 - b:
                     break
                 run.append((mm.name, mm.offset - start * 8, b))
                 i += 1
@@ -523,7 +530,8 @@ class CdefEmitter:
                     raise GenError(f"name the bitfield run starting at {owner}.{run[0][0]} in "
                                    "BITFIELD_RUN_NAMES")
                 name = BITFIELD_RUN_NAMES[key]
-            self.bitfield_runs[f"{owner}.{name}"] = [r for r in run if r[0] and not r[0].startswith("__")]
+            self.bitfield_runs[f"{owner}.{name}"] = [r for r in run
+                                                     if r[0] and not r[0].startswith("__")]
             out.append((name, unit, start, _run_comment(run)))
         return out
 
@@ -543,7 +551,7 @@ class CdefEmitter:
         if isinstance(comp, Union):
             members = comp.members
             # An anonymous struct made only of bitfields, overlaying another member of the union,
-            # adds nothing a plain integer does not: drop it (perf_event_attr, perf_event_mmap_page).
+            # adds nothing a plain integer does not: drop it (perf_event_attr, mmap page).
             if len(members) > 1:
                 members = tuple(m for m in members if not self._bitfield_only(m))
             biggest = 0
@@ -619,7 +627,7 @@ class CdefEmitter:
             inner, size, a = self._body(t, scope, owner, pad, indent + 1)
             return [f"{ind}{kw} {{\n", *inner, f"{ind}}};\n"], size, a
         if t.kind == Kind.PTR:
-            raise GenError(f"{scope}.{name} is a kernel pointer; not expressible in a user ABI struct")
+            raise GenError(f"{scope}.{name} is a kernel pointer, not expressible in a user ABI")
         ctype, size = self._scalar(rid)
         return [f"{ind}{ctype} {name};\n"], size, size
 
@@ -702,7 +710,8 @@ def build_cdef(spec: Spec, consts: Consts) -> Tuple[str, Dict[str, Tuple[str, st
 # Files
 # ---------------------------------------------------------------------------------------------
 
-def render_cdef_module(cdef: str, sources: Dict[str, Tuple[str, str]], source: str, sha: str) -> str:
+def render_cdef_module(cdef: str, sources: Dict[str, Tuple[str, str]], source: str,
+                       sha: str) -> str:
     out = io.StringIO()
     w = out.write
     w(f"# {HEADER}.\n# Source: {source}\n")

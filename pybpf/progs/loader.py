@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import struct
 import sys as _pysys
 from typing import Callable, Dict, List, Optional
@@ -10,12 +11,15 @@ from .. import sys as _sys
 from ..btf import Kind, Spec
 from ..btf.ext import CORERelo, COREReloKind
 from ..consts import AttachType, ProgType
-from ..errors import BPFError, NotSupportedError
+from .._internal.caps import CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, has_caps
+from ..errors import BPFError, NotSupportedError, PermissionDeniedError
 from ..spec.program import ProgramSpec
 from .program import Program
 from .verifier import load_with_log
 
-__all__ = ["load_program", "prepare_insns", "BTF_ID_TARGETS"]
+__all__ = ["load_program", "prepare_insns", "BTF_ID_TARGETS", "TRAMPOLINE_KINDS"]
+
+TRAMPOLINE_KINDS = frozenset({"fentry", "fexit", "fmod_ret", "lsm", "freplace"})
 
 _PSEUDO_MAP_FD = 1
 _PSEUDO_MAP_VALUE = 2
@@ -126,5 +130,16 @@ def load_program(spec: ProgramSpec, *, maps: Dict[str, "object"], btf_fd, kernel
             attach_btf_id=attach_btf_id, log_level=level, log_buf=buf,
             context=f"program {spec.name}")
 
-    fd = load_with_log(do_load, spec.name, source_line, log_level=log_level, notes=notes)
+    try:
+        fd = load_with_log(do_load, spec.name, source_line, log_level=log_level, notes=notes)
+    except PermissionDeniedError as e:
+        if spec.attach_kind in TRAMPOLINE_KINDS and e.errno == errno.EPERM and \
+                has_caps(CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN):
+            raise NotSupportedError(
+                f"BPF trampoline program {spec.name} ({spec.section})",
+                "the running kernel refused BPF_PROG_LOAD with EPERM although this process has "
+                "CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN: this kernel does not allow BPF "
+                "trampolines (fentry/fexit/fmod_ret/lsm); use a tracepoint, tp_btf or raw_tp "
+                "hook here, or run on a kernel that allows them (see tools/vmtest)") from e
+        raise
     return Program(fd, name=spec.name, type=spec.prog_type, spec=spec)  # type: ignore[arg-type]

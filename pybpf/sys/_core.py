@@ -171,7 +171,7 @@ class Pins:
 
 
 def set_name(field: Any, name: Union[str, bytes]) -> None:
-    """Copy an object name into a ``char[BPF_OBJ_NAME_LEN]`` field, truncated to fit with its NUL."""
+    """Copy an object name into a ``char[BPF_OBJ_NAME_LEN]`` field, truncated to leave a NUL."""
     b = name.encode() if isinstance(name, str) else bytes(name)
     n = min(len(b), ffi.sizeof(field) - 1)
     ffi.memmove(field, b, n)

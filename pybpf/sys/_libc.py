@@ -32,7 +32,7 @@ except OSError:  # pragma: no cover - static or unusual interpreters
 
 
 def machine() -> str:
-    """The architecture this process runs as (a 32-bit process on a 64-bit kernel counts as 32-bit)."""
+    """The architecture this process runs as (a 32-bit process on a 64-bit kernel is 32-bit)."""
     m = os.uname().machine if hasattr(os, "uname") else ""
     if struct.calcsize("P") == 4:
         if m in ("x86_64", "i686", "i586", "i386"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from ..errors import NotSupportedError
 from ._libc import ARCH, NR_BPF, NR_PERF_EVENT_OPEN, bpf_syscall, ffi, perf_event_open_syscall
@@ -56,12 +56,13 @@ def _unsupported(*_args: Any) -> int:
 class LinuxBackend:
     """The real kernel, through libc's ``syscall()`` (C-level partials: no Python frame)."""
 
+    bpf: Callable[..., int]
+    perf_event_open: Callable[..., int]
     if NR_BPF >= 0:
         bpf = functools.partial(bpf_syscall, NR_BPF)
         perf_event_open = functools.partial(perf_event_open_syscall, NR_PERF_EVENT_OPEN)
     else:  # pragma: no cover - depends on the host
-        bpf = staticmethod(_unsupported)
-        perf_event_open = staticmethod(_unsupported)
+        bpf = perf_event_open = staticmethod(_unsupported)  # type: ignore[assignment]
     errno = staticmethod(_saved_errno)
 
 

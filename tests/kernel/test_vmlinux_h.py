@@ -197,7 +197,8 @@ def test_generation_is_fast_and_framed(vmlinux_h):
     text = (out / "vmlinux.h").read_text()
     assert elapsed < 30, f"dump_c took {elapsed:.1f}s"
     assert text.startswith("#ifndef __VMLINUX_H__\n#define __VMLINUX_H__\n")
-    assert "#pragma clang attribute push (__attribute__((preserve_access_index)), apply_to = record)" in text
+    assert ("#pragma clang attribute push (__attribute__((preserve_access_index)), "
+            "apply_to = record)") in text
     assert text.rstrip().endswith("#endif /* __VMLINUX_H__ */")
     assert "\nstruct task_struct {\n" in text and "\nstruct sk_buff {\n" in text
 
@@ -333,7 +334,9 @@ def test_feature_object_round_trips(clang, tmp_path):
 
 @pytest.fixture(scope="session")
 def bpftool() -> str:
-    path = shutil.which("bpftool") or ("/usr/sbin/bpftool" if os.path.exists("/usr/sbin/bpftool") else None)
+    path = shutil.which("bpftool")
+    if path is None and os.path.exists("/usr/sbin/bpftool"):  # not on a non-root PATH
+        path = "/usr/sbin/bpftool"
     if path is None:
         pytest.skip("bpftool (the oracle) is not installed")
     return path
