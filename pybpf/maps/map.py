@@ -26,6 +26,14 @@ _PERCPU_TYPES = frozenset({MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LR
                            MapType.PERCPU_CGROUP_STORAGE})
 
 
+# Map types whose keys/values are fds, ids or nothing: no BTF key/value type is accepted.
+_NO_BTF_KV_TYPES = frozenset({
+    MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE, MapType.ARRAY_OF_MAPS,
+    MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP,
+    MapType.SOCKMAP, MapType.SOCKHASH, MapType.QUEUE, MapType.STACK, MapType.RINGBUF,
+    MapType.USER_RINGBUF, MapType.PROG_ARRAY})
+
+
 def possible_cpus() -> int:
     """Number of possible CPUs (per-CPU map values have one slot per possible CPU)."""
     global _NCPU
@@ -99,6 +107,8 @@ class Map:
     def create(cls, spec: MapSpec, *, btf_fd: int = 0, inner_map_fd: int = 0,
                kernel_name: Optional[str] = None) -> "Map":
         """Create a map in the kernel from ``spec``."""
+        if spec.type in _NO_BTF_KV_TYPES:
+            btf_fd = 0   # the kernel refuses BTF key/value types for these (libbpf drops them too)
         fd = _sys.map_create(
             map_type=spec.type, key_size=spec.key_size, value_size=spec.value_size,
             max_entries=spec.max_entries, map_flags=spec.flags, inner_map_fd=inner_map_fd,

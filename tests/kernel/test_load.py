@@ -173,3 +173,16 @@ def _poll_gone(leftover, timeout: float = 2.0) -> None:
     while leftover() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not leftover()
+
+
+def test_map_in_map(basic):
+    outer = basic.maps["outer"]
+    assert outer.type == MapType.ARRAY_OF_MAPS
+    basic.programs["use_inner"].test_run()
+    assert basic.maps["inner_a"][1] == 1000          # slot 0 was filled from the ELF
+    assert 1 not in basic.maps["inner_b"]
+    outer.update_raw(struct.pack("I", 1), struct.pack("I", basic.maps["inner_b"].fd))
+    basic.programs["use_inner"].test_run()
+    assert basic.maps["inner_b"][1] == 1001
+    inner_id = struct.unpack("I", outer.lookup_raw(struct.pack("I", 0)))[0]
+    assert inner_id == basic.maps["inner_a"].info().id

@@ -170,3 +170,37 @@ int tp_getppid(void *ctx)
 	tp_hits += in_section_helper(1) / 2;
 	return 0;
 }
+
+/* Map-in-map: an array of hash maps whose slot 0 is filled from the ELF. */
+struct inner_hash {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, __u64);
+} inner_a SEC(".maps"), inner_b SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct inner_hash);
+} outer SEC(".maps") = {
+	.values = { [0] = &inner_a },
+};
+
+static __always_inline void fill_slot(__u32 slot)
+{
+	__u32 k = 1;
+	__u64 v = 1000 + slot;
+	void *inner = bpf_map_lookup_elem(&outer, &slot);
+	if (inner)
+		bpf_map_update_elem(inner, &k, &v, BPF_ANY);
+}
+
+SEC("syscall")
+int use_inner(void *ctx)
+{
+	fill_slot(0);
+	fill_slot(1);
+	return 0;
+}
