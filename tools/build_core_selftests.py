@@ -51,7 +51,7 @@ MEMBERS = (
     "tools/lib/bpf/*.h",
 )
 
-__all__ = ["prepare", "build", "load_cases", "selftests_dir", "DEFAULT_BUILD"]
+__all__ = ["prepare", "build", "load_cases", "load_layouts", "BuildError", "selftests_dir", "DEFAULT_BUILD"]
 
 
 class BuildError(RuntimeError):
@@ -109,6 +109,11 @@ def extract(build_dir: Path) -> Path:
 # -- 2. the test table -----------------------------------------------------------------------
 
 _TABLE_START = "static const struct core_reloc_test_case test_cases[] = {"
+_DATA_START = "struct data {"
+# Structs whose field offsets the test needs (it fills them at run time, as the
+# selftest does): the .bss layout and the type-id case's expected output.
+_LAYOUTS = ("data", "core_reloc_type_id_output")
+_FIELD = re.compile(r"(\w+)\s*(?:\[[^\]]*\])?\s*;")
 _SETUP_FN = re.compile(r"^static int (\w+)\((?:const )?struct core_reloc_test_case \*\w+\)\s*\{?\s*$",
                        re.M)
 _GEN_MAIN = r"""
@@ -125,10 +130,14 @@ static void str(const char *s)
 	if (s) printf("\"%s\"", s); else fputs("null", stdout);
 }
 
+#define FLAG(t, f) printf(", \"" #f "\": %s", (t)->f ? "true" : "false")
+
 int main(void)
 {
-	printf("[\n");
-	for (size_t i = 0; i < sizeof(test_cases) / sizeof(test_cases[0]); i++) {
+	size_t n = sizeof(test_cases) / sizeof(test_cases[0]);
+
+	printf("{\"cases\": [\n");
+	for (size_t i = 0; i < n; i++) {
 		const struct core_reloc_test_case *t = &test_cases[i];
 		printf(" {\"case_name\": "); str(t->case_name);
 		printf(", \"bpf_obj_file\": "); str(t->bpf_obj_file);
@@ -137,26 +146,52 @@ int main(void)
 		printf(", \"raw_tp_name\": "); str(t->raw_tp_name);
 		printf(", \"input\": "); hex(t->input, t->input_len);
 		printf(", \"output\": "); hex(t->output, t->output_len);
-		printf(", \"fails\": %s", t->fails ? "true" : "false");
-		printf(", \"run_btfgen_fails\": %s", t->run_btfgen_fails ? "true" : "false");
-		printf(", \"needs_testmod\": %s", t->needs_testmod ? "true" : "false");
-		printf(", \"relaxed_core_relocs\": %s", t->relaxed_core_relocs ? "true" : "false");
+		FLAG(t, fails); FLAG(t, run_btfgen_fails); FLAG(t, needs_testmod);
+		FLAG(t, relaxed_core_relocs);
 		printf(", \"setup\": "); str(fn_name((const void *)t->setup));
 		printf(", \"trigger\": "); str(fn_name((const void *)t->trigger));
-		printf("}%s\n", i + 1 < sizeof(test_cases) / sizeof(test_cases[0]) ? "," : "");
+		printf("}%s\n", i + 1 < n ? "," : "");
 	}
-	printf("]\n");
+	printf("],\n\"layouts\": {\n");
+	print_layouts();
+	printf("}}\n");
 	return 0;
 }
 """
 
 
-def _table_program(core_reloc_c: str) -> str:
+def _struct_block(text: str, name: str, what: str) -> str:
+    """The ``struct NAME { ... };`` definition in ``text``."""
+    m = re.search(r"^struct %s \{\n.*?^\};\n" % re.escape(name), text, re.M | re.S)
+    if m is None:
+        raise BuildError(f"{what} has no definition of struct {name}")
+    return m.group(0)
+
+
+def _layout_printer(blocks: Dict[str, str]) -> str:
+    """C code printing ``"struct": {"size": N, "fields": {"name": [offset, size], ...}}``."""
+    out = ["static void print_layouts(void)\n{"]
+    for i, (name, block) in enumerate(blocks.items()):
+        body = block[block.index("{") + 1:block.rindex("}")]
+        fields = _FIELD.findall(re.sub(r"/\*.*?\*/", "", body, flags=re.S))
+        items = ", ".join(f'\\"{f}\\": [%zu, %zu]' for f in fields)
+        args = ", ".join(f"offsetof(struct {name}, {f}), sizeof(((struct {name} *)0)->{f})"
+                         for f in fields)
+        sep = "," if i + 1 < len(blocks) else ""
+        out.append(f'\tprintf("\\"{name}\\": {{\\"size\\": %zu, \\"fields\\": {{{items}}}}}{sep}\\n", '
+                   f"sizeof(struct {name}), {args});")
+    out.append("}\n")
+    return "\n".join(out)
+
+
+def _table_program(core_reloc_c: str, types_h: str) -> str:
     """A C program made of core_reloc.c's case macros and table that prints the table as JSON.
 
     The helper functions between the case struct and the table (they call
     libbpf) are replaced by stubs; a case's ``setup``/``trigger`` pointer is
-    reported by the helper's name.
+    reported by the helper's name.  The layouts of ``struct data`` (the .bss
+    the selftest fills) and of the structs the setup helpers write are printed
+    too, with offsets computed by the compiler.
     """
     start = core_reloc_c.find("#define STRUCT_TO_CHAR_PTR")
     struct_at = core_reloc_c.find("struct core_reloc_test_case {")
@@ -168,13 +203,17 @@ def _table_program(core_reloc_c: str) -> str:
     helpers = _SETUP_FN.findall(core_reloc_c[struct_end:table_at])
     stubs = "".join(f"static int {n}() {{ return 0; }}\n" for n in helpers)
     names = "".join(f"\tif (p == (const void *){n}) return \"{n}\";\n" for n in helpers)
+    data = _struct_block(core_reloc_c, "data", "core_reloc.c")
+    blocks = {"data": data}
+    blocks.update((n, _struct_block(types_h, n, "core_reloc_types.h")) for n in _LAYOUTS if n != "data")
     return ("/* Generated by tools/build_core_selftests.py from prog_tests/core_reloc.c */\n"
             "#define _GNU_SOURCE\n#include <stdbool.h>\n#include <stddef.h>\n#include <stdint.h>\n"
             "#include <stdio.h>\n#include <sys/types.h>\n#include <linux/types.h>\n"
             '#include "progs/core_reloc_types.h"\n#include "bpf_testmod/bpf_testmod.h"\n\n'
             + core_reloc_c[start:struct_end] + "\n" + stubs
             + "\nstatic const char *fn_name(const void *p)\n{\n\tif (!p) return NULL;\n" + names
-            + "\treturn \"?\";\n}\n\n" + core_reloc_c[table_at:table_end] + _GEN_MAIN)
+            + "\treturn \"?\";\n}\n\n" + core_reloc_c[table_at:table_end] + "\n" + data + "\n"
+            + _layout_printer(blocks) + _GEN_MAIN)
 
 
 def generate_cases(build_dir: Path) -> Path:
@@ -186,7 +225,7 @@ def generate_cases(build_dir: Path) -> Path:
     if out.exists() and all(d.stat().st_mtime <= out.stat().st_mtime for d in deps):
         return out
     gen_c = build_dir / "gen_cases.c"
-    gen_c.write_text(_table_program(src.read_text()))
+    gen_c.write_text(_table_program(src.read_text(), deps[1].read_text()))
     exe = build_dir / "gen_cases"
     cc = os.environ.get("CC", "gcc")
     _run([cc, "-std=gnu11", "-w", "-I", str(st_dir), str(gen_c), "-o", str(exe)],
@@ -198,7 +237,12 @@ def generate_cases(build_dir: Path) -> Path:
 
 def load_cases(build_dir: Path = DEFAULT_BUILD) -> List[Dict]:
     """The selftest table as a list of dicts (hex strings for input/output bytes)."""
-    return json.loads((build_dir / "cases.json").read_text())
+    return json.loads((build_dir / "cases.json").read_text())["cases"]
+
+
+def load_layouts(build_dir: Path = DEFAULT_BUILD) -> Dict[str, Dict]:
+    """Compiler-computed layouts: ``{struct: {"size": n, "fields": {name: [offset, size]}}}``."""
+    return json.loads((build_dir / "cases.json").read_text())["layouts"]
 
 
 def prepare(build_dir: Path = DEFAULT_BUILD) -> List[Dict]:
