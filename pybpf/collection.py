@@ -40,7 +40,13 @@ class Variable:
         self.name = spec.name
         self.offset = spec.offset
         self.size = spec.size
-        self._codec = spec.codec
+        self._codec_cache = None
+
+    @property
+    def _codec(self):
+        if self._codec_cache is None:
+            self._codec_cache = self.spec.codec   # built on first use: loading never fails on it
+        return self._codec_cache
 
     @property
     def readonly(self) -> bool:
@@ -154,8 +160,10 @@ class _Loader:
                 if not ps.autoload:
                     continue
                 programs[name] = load_program(ps, maps=maps, btf_fd=btf_fd,
-                                              kernel_btf=self.kernel_btf, log_level=self.log_level)
+                                              kernel_btf=self.kernel_btf, log_level=self.log_level,
+                                              vmlinux_btf=lambda: load_kernel_btf(None))
             self._fill_contents(maps, programs)
+            return Collection(self.spec, maps, programs, btf_fd)
         except BaseException:
             for p in programs.values():
                 p.close()
@@ -164,7 +172,6 @@ class _Loader:
             if btf_fd is not None:
                 btf_fd.close()
             raise
-        return Collection(self.spec, maps, programs, btf_fd)
 
     # -- BTF ------------------------------------------------------------------------------
     def _load_btf(self) -> Optional[FD]:

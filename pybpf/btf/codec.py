@@ -19,6 +19,7 @@ integers decode through one precompiled ``struct.Struct``.
 from __future__ import annotations
 
 import enum
+import keyword
 import struct
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -182,7 +183,8 @@ class _Field:
 
 
 def _make_record_class(name: str, fields: Sequence[str]) -> type:
-    safe = [f if f.isidentifier() else f"_{i}" for i, f in enumerate(fields)]
+    safe = [f if f.isidentifier() and not keyword.iskeyword(f) else
+            (f"{f}_" if f.isidentifier() else f"_{i}") for i, f in enumerate(fields)]
     cls = attrs.make_class(name or "anon", {f: attrs.field(default=0) for f in safe},
                            slots=True, repr_ns=None)
 

@@ -7,12 +7,12 @@ the loader converts them to instruction indices when it builds programs.
 
 from __future__ import annotations
 
-import enum
 import struct
 from typing import Dict, List, Optional, Tuple
 
 import attrs
 
+from ..consts import CoreReloKind
 from ..errors import ParseError
 from .parse import Spec
 
@@ -38,21 +38,8 @@ class LineInfo:
     line_text: str = ""
 
 
-class COREReloKind(enum.IntEnum):
-    """enum bpf_core_relo_kind."""
-    FIELD_BYTE_OFFSET = 0
-    FIELD_BYTE_SIZE = 1
-    FIELD_EXISTS = 2
-    FIELD_SIGNED = 3
-    FIELD_LSHIFT_U64 = 4
-    FIELD_RSHIFT_U64 = 5
-    TYPE_ID_LOCAL = 6
-    TYPE_ID_TARGET = 7
-    TYPE_EXISTS = 8
-    TYPE_SIZE = 9
-    ENUMVAL_EXISTS = 10
-    ENUMVAL_VALUE = 11
-    TYPE_MATCHES = 12
+# enum bpf_core_relo_kind, generated from kernel BTF with the other kernel enums.
+COREReloKind = CoreReloKind
 
 
 @attrs.frozen

@@ -78,8 +78,13 @@ def _attach_btf_id(spec: ProgramSpec, kernel_btf: Callable[[], Spec]) -> int:
 
 
 def load_program(spec: ProgramSpec, *, maps: Dict[str, "object"], btf_fd, kernel_btf: Callable[[], Spec],
-                 log_level: int = 0) -> Program:
-    """Load one program of a collection whose maps already exist."""
+                 log_level: int = 0, vmlinux_btf: Optional[Callable[[], Spec]] = None) -> Program:
+    """Load one program of a collection whose maps already exist.
+
+    ``kernel_btf`` is the CO-RE target (possibly a user-given BTF file);
+    ``vmlinux_btf`` the running kernel's BTF, where attach targets (tp_btf,
+    fentry, lsm, iter) are looked up, as libbpf does.  It defaults to ``kernel_btf``.
+    """
     if not spec.supported:
         raise NotSupportedError(f"program {spec.name} ({spec.section})", spec.unsupported_reason)
     if spec.byteorder != _NATIVE:
@@ -92,7 +97,7 @@ def load_program(spec: ProgramSpec, *, maps: Dict[str, "object"], btf_fd, kernel
                                 "which is not available yet")
     map_fds = {n: m.fd for n, m in maps.items()}  # type: ignore[attr-defined]
     insns, fixups = prepare_insns(spec, map_fds, kernel_btf)
-    attach_btf_id = _attach_btf_id(spec, kernel_btf)
+    attach_btf_id = _attach_btf_id(spec, vmlinux_btf or kernel_btf)
     use_btf = btf_fd is not None and spec.btf is not None
     func_info = b"".join(struct.pack("=II", f.insn, f.type_id) for f in spec.func_info) if use_btf else b""
     line_info = b"".join(struct.pack("=IIII", l.insn, l.file_name_off, l.line_off, (l.line << 10) | l.col)

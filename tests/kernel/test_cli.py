@@ -59,7 +59,7 @@ def test_load_pins_everything(loaded, pin_dir):
     progs = {p["program"]: p for p in loaded["programs"]}
     maps = {m["map"]: m for m in loaded["maps"]}
     assert set(progs) == {"compute", "fill_recs", "tail_target", "tail_entry", "tail_entry2",
-                          "count_pcpu", "tp_getppid"}
+                          "count_pcpu", "tp_getppid", "use_inner"}
     for name, p in progs.items():
         assert p["pinned"] == str(pin_dir / name) and (pin_dir / name).exists()
         assert p["id"] > 0 and len(p["tag"]) == 16
