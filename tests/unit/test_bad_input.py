@@ -46,7 +46,7 @@ from pybpf.btf.codec import codec_for  # noqa: E402
 from pybpf.btf.ext import parse_ext  # noqa: E402
 from pybpf.btf.marshal import marshal  # noqa: E402
 from pybpf.btf.types import (  # noqa: E402
-    Array, Const, Datasec, Int, IntEncoding, Member, Ptr, Struct, Typedef, Var, VarSecinfo, Volatile,
+    Array, Const, Int, IntEncoding, Member, Ptr, Struct, Typedef, Var, Volatile,
 )
 from pybpf.errors import BPFError, ParseError  # noqa: E402
 
@@ -204,27 +204,27 @@ def _rel_sections(data: bytes) -> List[str]:
     return [s.name for s in M.sections(data) if s.type == 9 and ".debug" not in s.name]
 
 
-# name -> (generator(data, rng), mutants per object or None for "as many as it makes")
+# name -> generator(object bytes, rng) of (label, mutant bytes)
 Category = Callable[[bytes, random.Random], Iterable[M.Mutant]]
 CATEGORIES: Dict[str, Category] = {
-    "truncate-random": lambda d, r: M.truncations(d, r, 60),
+    "truncate-random": lambda d, r: M.truncations(d, r, 40),
     "truncate-boundaries": lambda d, r: M.boundary_truncations(d),
-    "flip-anywhere": lambda d, r: M.bit_flips(d, r, 150),
-    "garble-anywhere": lambda d, r: M.byte_garbles(d, r, 100),
-    "elf-header": lambda d, r: _in_range(d, r, 0, 64, 80, "ELF header"),
-    "section-headers": lambda d, r: _in_range(d, r, *M.sht_region(d), 200, "section headers"),
-    "symtab": lambda d, r: _in_sections(d, r, [".symtab", ".strtab"], 120, "symbols"),
-    "relocations": lambda d, r: _in_sections(d, r, _rel_sections(d), 120, "relocations"),
-    "btf-header": lambda d, r: _btf_region(d, r, "hdr", 60),
-    "btf-types": lambda d, r: _btf_region(d, r, "types", 150),
-    "btf-strings": lambda d, r: _btf_region(d, r, "strings", 60),
-    "btf-ext": lambda d, r: _in_sections(d, r, [".BTF.ext"], 100, "flip"),
+    "flip-anywhere": lambda d, r: M.bit_flips(d, r, 100),
+    "garble-anywhere": lambda d, r: M.byte_garbles(d, r, 60),
+    "elf-header": lambda d, r: _in_range(d, r, 0, 64, 50, "ELF header"),
+    "section-headers": lambda d, r: _in_range(d, r, *M.sht_region(d), 100, "section headers"),
+    "symtab": lambda d, r: _in_sections(d, r, [".symtab", ".strtab"], 60, "symbols"),
+    "relocations": lambda d, r: _in_sections(d, r, _rel_sections(d), 60, "relocations"),
+    "btf-header": lambda d, r: _btf_region(d, r, "hdr", 40),
+    "btf-types": lambda d, r: _btf_region(d, r, "types", 100),
+    "btf-strings": lambda d, r: _btf_region(d, r, "strings", 40),
+    "btf-ext": lambda d, r: _in_sections(d, r, [".BTF.ext"], 60, "flip"),
     "code-and-maps": lambda d, r: _in_sections(
         d, r, [s.name for s in M.sections(d) if s.name in ("syscall", "xdp", ".text", "maps", ".maps",
-                                                         ".rodata", ".data", "license")], 80, "flip"),
-    "shuffle-chunks": lambda d, r: M.chunk_shuffles(d, r, 100),
-    "swap-headers": lambda d, r: M.header_swaps(d, r, 60),
-    "garbage-btf": lambda d, r: M.garbage_btf(d, r, 40),
+                                                         ".rodata", ".data", "license")], 30, "flip"),
+    "shuffle-chunks": lambda d, r: M.chunk_shuffles(d, r, 60),
+    "swap-headers": lambda d, r: M.header_swaps(d, r, 40),
+    "garbage-btf": lambda d, r: M.garbage_btf(d, r, 20),
 }
 
 
@@ -311,7 +311,7 @@ def _elf_patch(data: bytes, off: int, fmt: str, value: int) -> bytes:
     return bytes(b)
 
 
-def _foreign_elves(tmp: Path) -> Dict[str, bytes]:
+def _foreign_elves(tmp: Path, bpf: bytes) -> Dict[str, bytes]:
     out = {"/bin/true": Path("/bin/true").read_bytes()}
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc:
@@ -323,7 +323,6 @@ def _foreign_elves(tmp: Path) -> Dict[str, bytes]:
     for name, data in list(out.items()):
         # Claim to be BPF: the parser then has to cope with x86 code, PLT relocations, DWARF...
         out[f"{name} claiming EM_BPF"] = _elf_patch(data, 18, "<H", 247)
-    bpf = Path(ROOT / "tests" / "progs" / "build" / "basic.bpf.o").read_bytes()
     out["ELF32 header"] = bpf[:4] + b"\x01" + bpf[5:]
     out["big-endian header"] = bpf[:5] + b"\x02" + bpf[6:]
     out["big-endian, EM_BPF"] = _elf_patch(bpf[:5] + b"\x02" + bpf[6:], 18, ">H", 247)
@@ -335,7 +334,7 @@ def test_foreign_elf(objects: Dict[str, bytes], tmp_path: Path) -> None:
     """Non-BPF ELF files (an executable, a gcc object, both also relabelled as BPF, 32-bit and
     big-endian headers): pybpf errors that name the file."""
     failures: List[str] = []
-    cases = _foreign_elves(tmp_path)
+    cases = _foreign_elves(tmp_path, objects["basic"])
     for label, data in cases.items():
         spec = _load(label, data, failures)
         assert spec is None, f"{label} parsed as a BPF object"
@@ -546,8 +545,9 @@ def test_huge_datasec_offsets_refused(objects: Dict[str, bytes]) -> None:
         pybpf.load_collection_spec(bad, name=NAME)
 
 
-# -- known codec gaps (pybpf/btf/codec.py, not a parser) ------------------------------------
+# -- value codecs over odd BTF --------------------------------------------------------------
 def _codec_case(types: list, tid: int) -> None:
+    """Build and use the codec of ``tid``: only pybpf errors may come out, within a second."""
     spec = Spec.parse(marshal(types), file=NAME)
     with _time_limit(1.0):
         try:
@@ -557,30 +557,35 @@ def _codec_case(types: list, tid: int) -> None:
             pass
 
 
-CODEC_GAPS = {
-    # A member past the end of its struct: decode raised struct.error.
+CODEC_ODD = {
+    # A member past the end of its struct (decode used to raise struct.error).
     "member past the end": ([_INT, Struct("s", 4, (Member("a", 1, 8000),))], 2),
-    # C member names that are Python keywords (kernel: xdp_cpumap_stats.pass, seq_file.from):
-    # attrs.make_class raised SyntaxError.
+    # C member names that are Python keywords (kernel: xdp_cpumap_stats.pass, seq_file.from).
     "keyword member name": ([_INT, Struct("s", 4, (Member("pass", 1, 0),))], 2),
-    # "_2" and "2": attrs strips the underscore, two __init__ arguments named "2".
+    # "_a" and "a": attrs-style underscore stripping would give two arguments named "a".
     "underscore member name": ([_INT, Struct("s", 8, (Member("_a", 1, 0), Member("a", 1, 32)))], 2),
-    # 25 levels of two members each: _build is not memoised, 2**25 codecs are built.
+}
+
+CODEC_GAPS = {
+    # 25 levels of two members each: a codec builder that is not memoised builds 2**25 codecs.
     "wide DAG": ([_INT] + [Struct(f"s{i}", 8, (Member("a", i + 1, 0), Member("b", i + 1, 0)))
                            for i in range(25)], 26),
-    # 4 GiB struct of one int: the fast path builds a 4-billion-character format string.
-    "huge struct": ([_INT, Struct("s", 0xFFFFFFF0, (Member("a", 1, 0),))], 2),
     # An array of 2**32-1 zero-sized elements decodes into a 4-billion-item list.
     "zero-size elements": ([_INT, Array("", 1, 1, 0), Array("", 2, 1, 0xFFFFFFFF)], 3),
 }
 
 
-@pytest.mark.xfail(strict=True, reason="pybpf/btf/codec.py gaps reported to the lead; see CODEC_GAPS")
+@pytest.mark.parametrize("case", list(CODEC_ODD))
+def test_codec_odd_layouts(case: str) -> None:
+    """BTF shapes whose value codec once crashed: now a codec or a pybpf error."""
+    _codec_case(*CODEC_ODD[case])
+
+
+@pytest.mark.xfail(strict=True, reason="pybpf/btf/codec.py: hangs on these shapes (reported)")
 @pytest.mark.parametrize("case", list(CODEC_GAPS))
 def test_codec_gaps(case: str) -> None:
-    """BTF shapes whose value codec crashes or hangs (only pybpf errors are acceptable)."""
-    types, tid = CODEC_GAPS[case]
+    """BTF shapes whose value codec still hangs; strict, so fixing codec.py flags this marker."""
     try:
-        _codec_case(types, tid)
+        _codec_case(*CODEC_GAPS[case])
     except _Hang:
         pytest.fail("hang")
