@@ -105,12 +105,24 @@ class Collection:
         return _Loader(spec.copy(), kernel_btf, pin_root, log_level).load()
 
     def attach_all(self) -> List[Any]:
-        """Attach every program whose section says how (like a libbpf skeleton's attach)."""
-        from .link import attach_program
-        for p in self.programs.values():
-            if p.spec is not None and p.spec.attach_kind and p.spec.autoload:
-                self.links.append(attach_program(p))
-        return list(self.links)
+        """Attach every program whose section names its hook completely, as a libbpf
+        skeleton's attach does (tracepoints, raw_tp, tp_btf, fentry, lsm, kprobe/uprobe
+        with a target ...); programs that need a target (xdp, tc, cgroup, sockets) are
+        skipped: attach them with ``Program.attach(target)``.  Returns the new links,
+        which the collection owns (closed by ``close()``).  On failure, the links made
+        by this call are closed again."""
+        from .link import attach_program, can_auto_attach
+        new: List[Any] = []
+        try:
+            for p in self.programs.values():
+                if p.spec is not None and can_auto_attach(p.spec):
+                    new.append(attach_program(p))
+        except BaseException:
+            for l in reversed(new):
+                l.close()
+            raise
+        self.links.extend(new)
+        return new
 
     def close(self) -> None:
         """Close links, programs, maps and BTF (in that order)."""

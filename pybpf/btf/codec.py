@@ -1,43 +1,87 @@
 """Encode and decode Python values through BTF types.
 
 ``codec_for(spec, type_id)`` returns a :class:`Codec` that turns the bytes of a
-map key/value or global variable into Python values and back:
+map key/value, a ring buffer record or a global variable into Python values
+and back:
 
 * integers -> ``int`` (``bool`` for BTF bool), floats -> ``float``, pointers -> ``int``
-* enums -> the type's :class:`enum.IntEnum` member (plain ``int`` for unknown values);
-  encoding accepts an int or the enumerator's name
-* ``char`` arrays -> ``str`` (up to the first NUL); encoding accepts ``str`` or ``bytes``
+* enums -> the type's :class:`enum.IntEnum` member (plain ``int`` for values it does not
+  name); encoding accepts an int, a member or the enumerator's name
+* ``char`` arrays -> ``str`` (up to the first NUL); other byte arrays (``__u8[]``) -> ``bytes``
 * other arrays -> ``list``
-* structs and unions -> an instance of a class generated per type (attribute access,
-  ``_asdict()``, equality); encoding accepts that class, a ``dict`` or a tuple
-* bitfields are handled in both byte orders.
+* structs, unions and DATASECs -> a *record*: an instance of a tuple subclass generated
+  once per type (attribute access, ``_asdict()``, ``_fields``, ``_replace()``, equality and
+  hashing like a named tuple; members of anonymous struct/union members are reachable
+  directly, as in C).  Encoding accepts a record, a ``dict`` (missing fields are zero) or
+  a tuple/list of field values.
+* bitfields in both byte orders, ``__int128`` and odd-sized BTF ints.
 
-Codecs are cached per (spec, type id); structs made only of byte-aligned
-integers decode through one precompiled ``struct.Struct``.
+Why it is fast: a type's whole layout -- nested structs, arrays, bitfield storage units --
+is compiled into *one* precompiled :class:`struct.Struct` and a generated Python
+expression that builds the value from the unpacked tuple, so decoding is one
+``unpack_from`` plus the construction of the result.  :meth:`Codec.decode_many` decodes
+a packed run of records (a batch lookup, a ring of fixed-size events) with
+``Struct.iter_unpack`` and C-level ``map``.  Encoding packs canonical values (the codec's
+own records, full-length lists) in one ``Struct.pack`` and normalises anything else first.
+
+:func:`numpy_dtype` gives the structured numpy dtype of a type, for vectorised paths.
 """
 
 from __future__ import annotations
 
 import enum
+import gc
+import itertools
 import keyword
+import operator
 import struct
 import weakref
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import attrs
-
-from ..errors import BPFError
+from ..errors import BPFError, NotSupportedError
 from .parse import Spec
-from .types import Kind
+from .types import IntEncoding, Kind
 
-__all__ = ["Codec", "codec_for", "BytesCodec"]
+__all__ = ["Codec", "CodecError", "BytesCodec", "codec_for", "numpy_dtype", "record_class",
+           "bitfield_values"]
 
-_INT_FMT = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
-            (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
+_INT_CODE = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
+             (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
+_MAX_DEPTH = 32
+_EXPAND_LIMIT = 64      # arrays of records up to this many elements are compiled inline
+_tuple_new = tuple.__new__
+
+try:  # the C accessor namedtuple uses; fall back to itemgetter on other interpreters
+    from collections import _tuplegetter as _getter  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    def _getter(i: int, doc: str) -> property:  # type: ignore[misc]
+        return property(operator.itemgetter(i), doc=doc)
+
+
+class CodecError(BPFError, ValueError, TypeError):
+    """A value cannot be encoded as (or bytes cannot be decoded into) a BTF type.
+
+    Also a ``ValueError``/``TypeError``, so callers written against plain Python
+    conversions keep working.
+    """
+
+
+class _Slow(Exception):
+    """Internal: the fast encoder cannot take this value as is; normalise it first."""
+
+
+_FAST_FAIL = (_Slow, struct.error, AttributeError, IndexError, TypeError, ValueError,
+              OverflowError, KeyError)
 
 
 class Codec:
-    """Converts between bytes of ``size`` and a Python value."""
+    """Converts between ``size`` bytes and a Python value.
+
+    ``decode(buf, offset=0)`` reads one value from any buffer (bytes, bytearray,
+    memoryview, mmap); ``decode_many(buf, count, stride)`` a packed run of them;
+    ``encode(value)`` returns ``size`` bytes.
+    """
     size: int = 0
 
     def decode(self, buf: Any, offset: int = 0) -> Any:
@@ -47,11 +91,34 @@ class Codec:
         raise NotImplementedError
 
     def encode_into(self, buf: Any, offset: int, value: Any) -> None:
+        """Encode ``value`` into ``buf[offset:offset + size]`` (a writable buffer)."""
         buf[offset:offset + self.size] = self.encode(value)
+
+    def decode_many(self, buf: Any, count: Optional[int] = None, stride: Optional[int] = None,
+                    offset: int = 0) -> List[Any]:
+        """Decode ``count`` values laid out every ``stride`` bytes from ``offset``
+        (default: as many as fit, ``stride = size``)."""
+        stride = stride or self.size
+        if count is None:
+            count = (len(memoryview(buf).cast("B")) - offset) // stride if stride else 0
+        dec = self.decode
+        return [dec(buf, offset + i * stride) for i in range(count)]
+
+    def encode_many(self, values: Sequence[Any]) -> bytes:
+        """``values`` encoded back to back (``len(values) * size`` bytes)."""
+        return b"".join(map(self.encode, values))
+
+    def zero(self) -> Any:
+        """The value of ``size`` zero bytes (what a C ``= {}`` initialiser gives)."""
+        return self.decode(bytes(self.size))
 
 
 class BytesCodec(Codec):
-    """The identity codec, for maps without BTF: values are ``bytes`` of a fixed size."""
+    """The identity codec, for maps without BTF: values are ``bytes`` of a fixed size.
+
+    Encoding also accepts an ``int`` for 1/2/4/8-byte values (little-endian), so
+    ``m[3]`` works on a map with 4-byte keys and no BTF.
+    """
 
     def __init__(self, size: int):
         self.size = size
@@ -59,281 +126,887 @@ class BytesCodec(Codec):
     def decode(self, buf: Any, offset: int = 0) -> bytes:
         return bytes(buf[offset:offset + self.size])
 
+    def decode_many(self, buf: Any, count: Optional[int] = None, stride: Optional[int] = None,
+                    offset: int = 0) -> List[bytes]:
+        n, stride = self.size, stride or self.size
+        mv = memoryview(buf).cast("B")
+        if count is None:
+            count = (len(mv) - offset) // stride if stride else 0
+        if stride == n:
+            raw = bytes(mv[offset:offset + count * n])
+            return [raw[i:i + n] for i in range(0, count * n, n)]
+        return [bytes(mv[offset + i * stride:offset + i * stride + n]) for i in range(count)]
+
     def encode(self, value: Any) -> bytes:
         if isinstance(value, int) and not isinstance(value, bool) and self.size in (1, 2, 4, 8):
-            return value.to_bytes(self.size, "little", signed=value < 0)
-        b = bytes(value)
+            try:
+                return value.to_bytes(self.size, "little", signed=value < 0)
+            except OverflowError:
+                raise CodecError(f"{value} does not fit {self.size} bytes") from None
+        try:
+            b = bytes(value)
+        except TypeError:
+            raise CodecError(f"cannot encode {type(value).__name__} as {self.size} bytes") from None
         if len(b) != self.size:
-            raise ValueError(f"expected {self.size} bytes, got {len(b)}")
+            raise CodecError(f"expected {self.size} bytes, got {len(b)}")
         return b
 
 
-class _IntCodec(Codec):
-    def __init__(self, size: int, signed: bool, bo: str, is_bool: bool = False):
-        self.size = size
-        self.signed = signed
-        self.is_bool = is_bool
-        fmt = _INT_FMT.get((size, signed))
-        self._st = struct.Struct(bo + fmt) if fmt else None
-        self._bo = "little" if bo == "<" else "big"
+# -- records ----------------------------------------------------------------------------------
 
-    def decode(self, buf: Any, offset: int = 0) -> Any:
-        if self._st is not None:
-            v = self._st.unpack_from(buf, offset)[0]
+_RESERVED = frozenset({"_fields", "_asdict", "_make", "_replace", "_zero", "_field_types"})
+
+
+def _field_names(names: Sequence[str]) -> List[str]:
+    """C member names as Python identifiers: keywords get a trailing ``_`` (``in`` ->
+    ``in_``), anonymous members are ``_anon<i>``, duplicates get a suffix."""
+    out: List[str] = []
+    for i, n in enumerate(names):
+        n = n or f"_anon{i}"
+        if not n.isidentifier():
+            n = f"_{i}"
+        if keyword.iskeyword(n) or n in _RESERVED or n.startswith("__"):
+            n += "_"
+        while n in out:
+            n += f"_{i}"
+        out.append(n)
+    return out
+
+
+def _make_record_class(name: str, fields: Sequence[str], zeros: Sequence[Callable[[], Any]],
+                       aliases: Dict[str, Tuple[int, str]]) -> type:
+    """A tuple subclass with named, read-only fields (like ``collections.namedtuple``).
+
+    ``zeros[i]()`` makes the default of field ``i``; ``aliases`` maps the members of an
+    anonymous struct/union member ``i`` (``alias -> (i, inner name)``) to properties.
+    """
+    fields = tuple(fields)
+    nf = len(fields)
+    zeros = tuple(zeros)
+    index = {f: i for i, f in enumerate(fields)}
+    cname = name or "anon"
+
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
+        if len(args) > nf:
+            raise CodecError(f"{cname} takes {nf} field values, got {len(args)}")
+        vals = list(args) + [_UNSET] * (nf - len(args))
+        for k, v in kwargs.items():
+            i = index.get(k)
+            if i is None:
+                raise CodecError(f"{cname} has no field {k!r}")
+            if vals[i] is not _UNSET:
+                raise CodecError(f"{cname}: field {k!r} given twice")
+            vals[i] = v
+        for i in range(nf):
+            if vals[i] is _UNSET:
+                vals[i] = zeros[i]()
+        return _tuple_new(cls, vals)
+
+    def _make(cls: type, iterable: Any) -> Any:
+        r = _tuple_new(cls, iterable)
+        if len(r) != nf:
+            raise CodecError(f"{cname} takes {nf} field values, got {len(r)}")
+        return r
+
+    def _asdict(self: Any) -> Dict[str, Any]:
+        return dict(zip(fields, self))
+
+    def _replace(self: Any, **kw: Any) -> Any:
+        return type(self)(*[kw.pop(f, v) for f, v in zip(fields, self)], **kw)
+
+    def __repr__(self: Any) -> str:
+        return f"{cname}(" + ", ".join(f"{f}={v!r}" for f, v in zip(fields, self)) + ")"
+
+    def __getnewargs__(self: Any) -> Tuple[Any, ...]:
+        return tuple(self)
+
+    ns: Dict[str, Any] = {
+        "__slots__": (), "__doc__": f"BTF record {cname}: fields {', '.join(fields)}.",
+        "_fields": fields, "__match_args__": fields, "__new__": __new__,
+        "_make": classmethod(_make), "_asdict": _asdict, "_replace": _replace,
+        "__repr__": __repr__, "__getnewargs__": __getnewargs__,
+    }
+    for i, f in enumerate(fields):
+        ns[f] = _getter(i, f"field {f}")
+    for alias, (i, inner) in aliases.items():
+        if alias not in ns:
+            ns[alias] = property(lambda self, _i=i, _n=inner: getattr(self[_i], _n),
+                                 doc=f"{fields[i]}.{inner}")
+    return type(cname if cname.isidentifier() else "anon", (tuple,), ns)
+
+
+_UNSET = object()
+
+
+# -- the layout compiler ------------------------------------------------------------------------
+
+class _Slot:
+    """``size`` bytes at ``off`` read by struct code ``fmt`` as ``count`` tuple items (a run
+    for arrays of scalars, ``count > 1`` or not), written from encode expression ``pack``."""
+    __slots__ = ("off", "size", "fmt", "count", "run", "pack")
+
+    def __init__(self, off: int, size: int, fmt: str, count: int, pack: str, run: bool = False):
+        self.off, self.size, self.fmt, self.count, self.run, self.pack = off, size, fmt, count, run, pack
+
+
+class _Compiler:
+    """Flattens one BTF type into struct slots plus generated decode/encode expressions.
+
+    Decode expressions refer to slots as ``{S<n>}`` placeholders, resolved to ``v[i]`` (or
+    ``v[i:j]`` for runs) once the slots are sorted by offset.  Encode expressions are
+    written over ``x``, the value being encoded, addressed positionally (records are tuples).
+    """
+
+    def __init__(self, cache: "_SpecCache"):
+        self.c = cache
+        self.spec = cache.spec
+        self.bo = cache.bo
+        self.slots: List[_Slot] = []
+        self.guards: List[str] = []
+        self.top_record: Optional[Tuple[type, List[Optional[str]]]] = None
+        self.ns: Dict[str, Any] = {"_tn": _tuple_new, "_Slow": _Slow, "_cs": _enc_chars,
+                                   "_bs": _enc_bytes, "_seq": _seq, "_bf": _bitfield,
+                                   "_ib": partial(int.from_bytes, byteorder=cache.order)}
+
+    def _name(self, obj: Any, prefix: str) -> str:
+        n = f"_{prefix}{len(self.ns)}"
+        self.ns[n] = obj
+        return n
+
+    def _slot(self, off: int, size: int, fmt: str, count: int, pack: str, run: bool = False) -> str:
+        self.slots.append(_Slot(off, size, fmt, count, pack, run))
+        return "{S%d}" % (len(self.slots) - 1)
+
+    def build(self, tid: int, off: int, x: str, depth: int) -> str:
+        if depth > _MAX_DEPTH:
+            raise CodecError(f"BTF type [{tid}] nests too deeply to build a codec")
+        spec = self.spec
+        rid = spec.skip_modifiers(tid)
+        t = spec.type(rid)
+        k = t.kind
+        if k == Kind.INT:
+            return self._int(t, off, x)
+        if k in (Kind.ENUM, Kind.ENUM64):
+            s = self._slot(off, t.size, _INT_CODE[(t.size, t.signed)], 1, x)  # type: ignore[union-attr]
+            en = self._name(self.c.enum_map(rid), "e")
+            return f"{en}.get({s}, {s})"
+        if k == Kind.PTR:
+            return self._slot(off, 8, "Q", 1, x)
+        if k == Kind.FLOAT:
+            if t.size not in (4, 8):  # type: ignore[union-attr]
+                return self._slot(off, t.size, f"{t.size}s", 1, f"_bs({x}, {t.size})")  # type: ignore[union-attr]
+            return self._slot(off, t.size, "f" if t.size == 4 else "d", 1, x)  # type: ignore[union-attr]
+        if k == Kind.ARRAY:
+            return self._array(t.type, t.nelems, off, x, depth)  # type: ignore[union-attr]
+        if k == Kind.STRUCT or k == Kind.DATASEC:
+            return self._record(rid, off, x, depth)
+        if k == Kind.UNION:
+            sub = self.c.codec(rid)
+            d = self._name(sub.decode, "u")
+            e = self._name(sub.encode, "ue")
+            return f"{d}({self._slot(off, t.size, f'{t.size}s', 1, f'{e}({x})')})"  # type: ignore[union-attr]
+        if k == Kind.VAR:
+            return self.build(t.type, off, x, depth + 1)  # type: ignore[union-attr]
+        raise CodecError(f"no value codec for BTF {k.name} {spec.type_name(rid)}")
+
+    def _int(self, t: Any, off: int, x: str) -> str:
+        size, signed = t.size, t.signed
+        if t.bits and (t.bits != size * 8 or t.bit_offset):
+            return self._bits([(off * 8 + t.bit_offset, t.bits, signed, x)])[0]
+        if t.encoding & IntEncoding.BOOL and size == 1:
+            return self._slot(off, 1, "?", 1, x)
+        code = _INT_CODE.get((size, signed))
+        if code is None:  # __int128 and other odd sizes: through int.from_bytes
+            conv = self._name(partial(int.from_bytes, byteorder=self.c.order, signed=signed), "i")
+            enc = self._name(partial(_enc_bigint, size=size, order=self.c.order, signed=signed), "ie")
+            return f"{conv}({self._slot(off, size, f'{size}s', 1, f'{enc}({x})')})"
+        return self._slot(off, size, code, 1, x)
+
+    def _array(self, etid: int, n: int, off: int, x: str, depth: int) -> str:
+        spec = self.spec
+        erid = spec.skip_modifiers(etid)
+        et = spec.type(erid)
+        if n == 0:
+            return "[]"
+        if et.kind == Kind.INT and et.size == 1 and not et.bits % 8:  # type: ignore[union-attr]
+            if _is_char(et):
+                s = self._slot(off, n, f"{n}s", 1, f"_cs({x}, {n})")
+                return f'{s}.partition(b"\\0")[0].decode("utf-8", "replace")'
+            return self._slot(off, n, f"{n}s", 1, f"_bs({x}, {n})")
+        code = self._scalar_code(et)
+        if code is not None:
+            s = self._slot(off, n * et.size, f"{n}{code}", n, f"*_seq({x}, {n})", True)  # type: ignore[union-attr]
+            return f"list({s})"
+        es = spec.sizeof(erid)
+        if n > _EXPAND_LIMIT:
+            sub = _ArrayCodec(self.c.codec(erid), n)
+            d = self._name(sub.decode, "a")
+            e = self._name(sub.encode, "ae")
+            return f"{d}({self._slot(off, n * es, f'{n * es}s', 1, f'{e}({x})')})"
+        self.guards.append(f"len({x}) == {n}")
+        return "[" + ", ".join(self.build(erid, off + i * es, f"{x}[{i}]", depth + 1)
+                               for i in range(n)) + "]"
+
+    def _scalar_code(self, t: Any) -> Optional[str]:
+        if t.kind == Kind.INT and not (t.bits and (t.bits != t.size * 8 or t.bit_offset)):
+            if t.encoding & IntEncoding.BOOL and t.size == 1:
+                return "?"
+            return _INT_CODE.get((t.size, t.signed))
+        if t.kind == Kind.FLOAT and t.size in (4, 8):
+            return "f" if t.size == 4 else "d"
+        if t.kind == Kind.PTR:
+            return "Q"
+        return None
+
+    def _record(self, rid: int, off: int, x: str, depth: int) -> str:
+        spec = self.spec
+        cls, members = self.c.record(rid)
+        cn = self._name(cls, "C")  # records, or plain tuples of the right length
+        self.guards.append(f"(type({x}) is {cn} or type({x}) is tuple and len({x}) == {len(members)})")
+        parts: List[Optional[str]] = [None] * len(members)
+        bitfields = []
+        for i, (moff, mbits, mtid) in enumerate(members):
+            xi = f"{x}[{i}]"
+            if mbits:
+                mt = spec.type(spec.skip_modifiers(mtid))
+                signed = bool(getattr(mt, "signed", False))
+                bitfields.append((i, off * 8 + moff, mbits, signed, xi, mt))
+            elif moff % 8:
+                raise CodecError(f"member {cls._fields[i]} of {spec.type_name(rid)} "
+                                 "is not byte aligned")
+            else:
+                parts[i] = self.build(mtid, off + moff // 8, xi, depth + 1)
+        if bitfields:
+            exprs = self._bits([(b, n, s, xi) for _, b, n, s, xi, _ in bitfields])
+            for (i, _, _, _, _, mt), e in zip(bitfields, exprs):
+                if mt.kind in (Kind.ENUM, Kind.ENUM64):
+                    en = self._name(self.c.enum_map(spec.skip_modifiers(members[i][2])), "e")
+                    e = f"{en}.get({e}, {e})"
+                parts[i] = e
+        cname = self._name(cls, "C")
+        if depth == 0:
+            self.top_record = (cls, list(parts))
+        return f"_tn({cname}, ({', '.join(parts)},))" if parts else f"_tn({cname}, ())"
+
+    def _bits(self, fields: List[Tuple[int, int, bool, str]]) -> List[str]:
+        """Bitfields ``(absolute bit offset, bits, signed, encode expr)`` -> decode exprs.
+
+        Fields whose bytes overlap share one storage unit (one slot, read as an unsigned
+        integer); each field is shifted and masked out of it, and sign-extended."""
+        units: List[Tuple[int, int, List[int]]] = []
+        for j in sorted(range(len(fields)), key=lambda j: fields[j][0]):
+            b, n = fields[j][0], fields[j][1]
+            start, end = b // 8, (b + n + 7) // 8
+            if units and start < units[-1][1]:
+                units[-1] = (units[-1][0], max(units[-1][1], end), units[-1][2] + [j])
+            else:
+                units.append((start, end, [j]))
+        out = [""] * len(fields)
+        for start, end, idx in units:
+            size = end - start
+            shifts = {}
+            for j in idx:
+                b, n = fields[j][0], fields[j][1]
+                rel = b - start * 8
+                shifts[j] = rel if self.bo == "<" else size * 8 - rel - n
+            pack = " | ".join(f"(_bf({fields[j][3]}, {fields[j][1]}, {fields[j][2]}) << {shifts[j]})"
+                              for j in idx)
+            code = _INT_CODE.get((size, False))
+            if code is None:
+                ie = self._name(partial(_enc_bigint, size=size, order=self.c.order, signed=False), "ie")
+                ref = f"_ib({self._slot(start, size, f'{size}s', 1, f'{ie}({pack})')})"
+            else:
+                ref = self._slot(start, size, code, 1, pack)
+            for j in idx:
+                n, signed = fields[j][1], fields[j][2]
+                e = f"(({ref} >> {shifts[j]}) & {(1 << n) - 1})"
+                if signed:
+                    e = f"(({e} ^ {1 << (n - 1)}) - {1 << (n - 1)})"
+                out[j] = e
+        return out
+
+    def finish(self, size: int, label: str) -> "_Compiled":
+        slots = sorted(range(len(self.slots)), key=lambda i: self.slots[i].off)
+        fmt, pos, idx, refs, packs = self.bo, 0, 0, {}, []
+        for i in slots:
+            s = self.slots[i]
+            if s.off < pos:
+                raise CodecError(f"{label}: members overlap at byte {s.off}")
+            fmt += ("x" * (s.off - pos) if s.off > pos else "") + s.fmt
+            pos = s.off + s.size
+            refs[f"S{i}"] = f"v[{idx}:{idx + s.count}]" if s.run else f"v[{idx}]"
+            idx += s.count
+            packs.append(s.pack)
+        if pos > size:
+            raise CodecError(f"{label}: members extend past its size {size}")
+        fmt += "x" * (size - pos)
+        flat = None
+        if self.top_record is not None:  # a record of plain scalars in offset order
+            cls, parts = self.top_record
+            if [p.format_map(refs) for p in parts] == [f"v[{i}]" for i in range(idx)] and \
+                    packs == [f"x[{i}]" for i in range(idx)]:
+                flat = cls
+        return _Compiled(struct.Struct(fmt), refs, packs, self.guards, self.ns, flat)
+
+
+class _Compiled:
+    __slots__ = ("st", "refs", "packs", "guards", "ns", "flat")
+
+    def __init__(self, st: struct.Struct, refs: Dict[str, str], packs: List[str],
+                 guards: List[str], ns: Dict[str, Any], flat: Optional[type]):
+        self.st, self.refs, self.packs, self.guards, self.ns = st, refs, packs, guards, ns
+        self.flat = flat
+
+
+class _CompiledCodec(Codec):
+    """A codec generated from a type's layout (see :class:`_Compiler`)."""
+
+    def __init__(self, cache: "_SpecCache", tid: int):
+        spec = cache.spec
+        self.type_id = tid
+        self.label = spec.type_name(tid)
+        self.size = spec.sizeof(tid)
+        comp = _Compiler(cache)
+        expr = comp.build(tid, 0, "x", 0)
+        c = comp.finish(self.size, self.label)
+        self.struct = c.st
+        body = expr.format_map(c.refs)
+        ns = dict(c.ns, _unpack=c.st.unpack_from, _pack=c.st.pack, _err=struct.error,
+                  _short=self._short)
+        flat_record = c.flat
+        if body == "v[0]":
+            src = "def decode(buf, offset=0):\n try:\n  return _unpack(buf, offset)[0]\n" \
+                  " except _err:\n  raise _short(buf, offset) from None\n"
+            row = "row = None\n"
+        elif flat_record is not None:
+            ns["_R"] = flat_record
+            src = ("def decode(buf, offset=0):\n try:\n  return _tn(_R, _unpack(buf, offset))\n"
+                   " except _err:\n  raise _short(buf, offset) from None\n")
+            row = "row = None\n"
         else:
-            v = int.from_bytes(bytes(buf[offset:offset + self.size]), self._bo, signed=self.signed)
-        return bool(v) if self.is_bool else v
+            src = (f"def decode(buf, offset=0):\n try:\n  v = _unpack(buf, offset)\n"
+                   f" except _err:\n  raise _short(buf, offset) from None\n return {body}\n")
+            row = f"def row(v):\n return {body}\n"
+        guard = " and ".join(c.guards) or "True"
+        args = ", ".join(c.packs)
+        src += row + f"def fast(x):\n if {guard}:\n  return _pack({args})\n raise _Slow\n"
+        exec(compile(src, f"<pybpf codec {self.label}>", "exec"), ns)
+        self.decode = ns["decode"]  # type: ignore[method-assign]
+        self._row: Optional[Callable[[Any], Any]] = ns["row"]
+        self._flat = flat_record
+        self._fast: Callable[[Any], bytes] = c.st.pack if c.packs == ["x"] else ns["fast"]
+        self._scalar = body == "v[0]"
+        self._normalize = cache.normalizer(tid)
+        self._strides: Dict[int, struct.Struct] = {self.size: c.st}
 
-    def encode(self, value: Any) -> bytes:
-        v = int(value)
+    def _short(self, buf: Any, offset: int) -> CodecError:
         try:
-            if self._st is not None:
-                return self._st.pack(v)
-            return v.to_bytes(self.size, self._bo, signed=self.signed)
-        except (struct.error, OverflowError):
-            raise ValueError(f"{value!r} does not fit a {'signed' if self.signed else 'unsigned'} "
-                             f"{self.size}-byte integer") from None
-
-
-class _FloatCodec(Codec):
-    def __init__(self, size: int, bo: str):
-        self.size = size
-        if size not in (4, 8):
-            raise BPFError(f"unsupported float size {size}")
-        self._st = struct.Struct(bo + ("f" if size == 4 else "d"))
-
-    def decode(self, buf: Any, offset: int = 0) -> float:
-        return self._st.unpack_from(buf, offset)[0]
+            have = len(memoryview(buf).cast("B")) - offset
+        except TypeError:
+            have = "?"
+        return CodecError(f"{self.label}: need {self.size} bytes at offset {offset}, have {have}")
 
     def encode(self, value: Any) -> bytes:
-        return self._st.pack(float(value))
+        try:
+            return self._fast(value)
+        except _FAST_FAIL:
+            pass
+        canon = self._normalize(value, self.label)
+        try:
+            return self._fast(canon)
+        except _FAST_FAIL as e:
+            raise CodecError(f"{self.label}: cannot encode {value!r}: {e}") from None
 
+    def decode_many(self, buf: Any, count: Optional[int] = None, stride: Optional[int] = None,
+                    offset: int = 0) -> List[Any]:
+        stride = stride or self.size
+        mv = memoryview(buf)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        if count is None:
+            count = (len(mv) - offset) // stride if stride else 0
+        st = self._strides.get(stride)
+        if st is None:
+            if stride < self.size:
+                raise CodecError(f"{self.label}: stride {stride} is below the size {self.size}")
+            st = self._strides[stride] = struct.Struct(self.struct.format + "x" * (stride - self.size))
+        end = offset + count * stride
+        if end > len(mv):
+            raise CodecError(f"{self.label}: {count} values need {end} bytes, have {len(mv)}")
+        rows = st.iter_unpack(mv[offset:end])
+        if self._scalar:
+            return list(map(operator.itemgetter(0), rows))
+        # Building many records at once: the cyclic GC would rescan the growing list on
+        # every collection for nothing (records cannot form cycles), so pause it.
+        paused = count > 4096 and gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            if self._flat is not None:
+                return list(map(partial(_tuple_new, self._flat), rows))
+            return list(map(self._row, rows))  # type: ignore[arg-type]
+        finally:
+            if paused:
+                gc.enable()
 
-class _EnumCodec(_IntCodec):
-    def __init__(self, size: int, signed: bool, bo: str, name: str, values: Sequence[Tuple[str, int]]):
-        super().__init__(size, signed, bo)
-        uniq: Dict[str, int] = {}
-        for n, v in values:
-            uniq.setdefault(n, v)
-        self.enum: Optional[type] = None
-        if uniq:
-            try:
-                self.enum = enum.IntEnum(name or "anon_enum", uniq)  # type: ignore[misc]
-            except (ValueError, TypeError):
-                self.enum = None
-        self._by_value = {int(m): m for m in self.enum} if self.enum else {}
+    def encode_many(self, values: Sequence[Any]) -> bytes:
+        # Plain numbers and records of plain numbers pack in one C-level pass; anything
+        # else (or any failure) goes value by value, for the normalisation and messages.
+        try:
+            if self._scalar and self._fast is self.struct.pack:
+                return b"".join(map(self.struct.pack, values))
+            if self._flat is not None:
+                flat = self._flat
+                if all(type(v) is flat or type(v) is tuple for v in values):
+                    return b"".join(itertools.starmap(self.struct.pack, values))
+        except struct.error:
+            pass
+        return b"".join(map(self.encode, values))
 
-    def decode(self, buf: Any, offset: int = 0) -> Any:
-        v = super().decode(buf, offset)
-        return self._by_value.get(v, v)
-
-    def encode(self, value: Any) -> bytes:
-        if isinstance(value, str):
-            if self.enum is None or value not in self.enum.__members__:
-                raise ValueError(f"unknown enumerator {value!r}")
-            value = self.enum[value]
-        return super().encode(value)
-
-
-class _CharArrayCodec(Codec):
-    def __init__(self, n: int):
-        self.size = n
-
-    def decode(self, buf: Any, offset: int = 0) -> str:
-        raw = bytes(buf[offset:offset + self.size])
-        nul = raw.find(b"\0")
-        if nul >= 0:
-            raw = raw[:nul]
-        return raw.decode("utf-8", "replace")
-
-    def encode(self, value: Any) -> bytes:
-        b = value.encode() if isinstance(value, str) else bytes(value)
-        if len(b) > self.size:
-            raise ValueError(f"{len(b)} bytes do not fit char[{self.size}]")
-        return b.ljust(self.size, b"\0")
+    def __repr__(self) -> str:
+        return f"<pybpf codec {self.label} size={self.size}>"
 
 
 class _ArrayCodec(Codec):
+    """Long arrays of records: the element codec per element."""
+
     def __init__(self, elem: Codec, n: int):
-        self.elem = elem
-        self.n = n
-        self.size = elem.size * n
+        self.elem, self.n, self.size = elem, n, elem.size * n
+        self._normalize = getattr(elem, "_normalize", None)
 
     def decode(self, buf: Any, offset: int = 0) -> List[Any]:
-        es = self.elem.size
-        dec = self.elem.decode
-        return [dec(buf, offset + i * es) for i in range(self.n)]
+        return self.elem.decode_many(buf, self.n, self.elem.size, offset)
 
     def encode(self, value: Any) -> bytes:
         items = list(value)
         if len(items) > self.n:
-            raise ValueError(f"{len(items)} items do not fit an array of {self.n}")
-        out = b"".join(self.elem.encode(v) for v in items)
-        return out.ljust(self.size, b"\0")
+            raise CodecError(f"{len(items)} items do not fit an array of {self.n}")
+        return b"".join(map(self.elem.encode, items)).ljust(self.size, b"\0")
 
 
-@attrs.frozen
-class _Field:
-    name: str
-    codec: Optional[Codec]      # None for bitfields
-    byte_off: int
-    bit_off: int = 0
-    bits: int = 0
-    signed: bool = False
+class _UnionCodec(Codec):
+    """A union: every member decoded from the same bytes; encoding overlays the members
+    whose encoding is not all zeros, in declaration order (so the member that was set wins
+    over members left at their zero default)."""
 
-
-def _make_record_class(name: str, fields: Sequence[str]) -> type:
-    safe = [f if f.isidentifier() and not keyword.iskeyword(f) else
-            (f"{f}_" if f.isidentifier() else f"_{i}") for i, f in enumerate(fields)]
-    cls = attrs.make_class(name or "anon", {f: attrs.field(default=0) for f in safe},
-                           slots=True, repr_ns=None)
-
-    def _asdict(self: Any) -> Dict[str, Any]:
-        return {f: getattr(self, f) for f in safe}
-
-    cls._asdict = _asdict  # type: ignore[attr-defined]
-    cls._fields = tuple(safe)  # type: ignore[attr-defined]
-    return cls
-
-
-class _RecordCodec(Codec):
-    def __init__(self, name: str, size: int, fields: List[_Field], bo: str, is_union: bool):
-        self.size = size
-        self.fields = fields
-        self.bo = bo
-        self.is_union = is_union
-        self.cls = _make_record_class(name, [f.name for f in fields])
-        self.names = list(self.cls._fields)  # type: ignore[attr-defined]
-        self._fast: Optional[struct.Struct] = None
-        if not is_union and fields and all(isinstance(f.codec, _IntCodec) and f.codec._st is not None
-                                           and not isinstance(f.codec, _EnumCodec)
-                                           and not f.codec.is_bool and not f.bits for f in fields):
-            fmt, pos = bo, 0
-            for f in fields:
-                if f.byte_off < pos:
-                    fmt = None  # type: ignore[assignment]
-                    break
-                fmt += "x" * (f.byte_off - pos) + f.codec._st.format[1:]  # type: ignore[union-attr]
-                pos = f.byte_off + f.codec.size  # type: ignore[union-attr]
-            if fmt is not None and pos <= size:
-                self._fast = struct.Struct(fmt + "x" * (size - pos))
+    def __init__(self, cache: "_SpecCache", rid: int):
+        spec = cache.spec
+        t = spec.type(rid)
+        self.size = t.size  # type: ignore[union-attr]
+        self.label = spec.type_name(rid)
+        self.cls, members = cache.record(rid)
+        self.members: List[Tuple[int, Codec]] = []
+        for moff, mbits, mtid in members:
+            if mbits:
+                mt = spec.type(spec.skip_modifiers(mtid))
+                self.members.append((0, _BitsCodec(cache, moff, mbits, bool(getattr(mt, "signed", False)),
+                                                   self.size)))
+            else:
+                self.members.append((moff // 8, cache.codec(mtid)))
+        self._normalize = cache.normalizer(rid)
 
     def decode(self, buf: Any, offset: int = 0) -> Any:
-        if self._fast is not None:
-            return self.cls(*self._fast.unpack_from(buf, offset))
-        vals = []
-        for f in self.fields:
-            if f.codec is not None:
-                vals.append(f.codec.decode(buf, offset + f.byte_off))
-            else:
-                vals.append(self._get_bits(buf, offset, f))
-        return self.cls(*vals)
-
-    def _span(self, f: _Field) -> Tuple[int, int]:
-        start = f.bit_off // 8
-        end = (f.bit_off + f.bits + 7) // 8
-        return start, end
-
-    def _get_bits(self, buf: Any, offset: int, f: _Field) -> int:
-        start, end = self._span(f)
-        raw = int.from_bytes(bytes(buf[offset + start:offset + end]), "little" if self.bo == "<" else "big")
-        width = (end - start) * 8
-        if self.bo == "<":
-            shift = f.bit_off - start * 8
-        else:
-            shift = width - (f.bit_off - start * 8) - f.bits
-        v = (raw >> shift) & ((1 << f.bits) - 1)
-        if f.signed and v >> (f.bits - 1):
-            v -= 1 << f.bits
-        return v
-
-    def _set_bits(self, out: bytearray, f: _Field, value: int) -> None:
-        start, end = self._span(f)
-        order = "little" if self.bo == "<" else "big"
-        raw = int.from_bytes(out[start:end], order)
-        width = (end - start) * 8
-        shift = f.bit_off - start * 8 if self.bo == "<" else width - (f.bit_off - start * 8) - f.bits
-        mask = ((1 << f.bits) - 1) << shift
-        raw = (raw & ~mask) | ((int(value) << shift) & mask)
-        out[start:end] = raw.to_bytes(end - start, order)
+        if len(buf) - offset < self.size:
+            raise CodecError(f"{self.label}: need {self.size} bytes at offset {offset}")
+        return _tuple_new(self.cls, [c.decode(buf, offset + o) for o, c in self.members])
 
     def encode(self, value: Any) -> bytes:
-        if isinstance(value, self.cls):
-            items = [(f, getattr(value, n)) for f, n in zip(self.fields, self.names)]
-        elif isinstance(value, dict):
-            unknown = set(value) - set(self.names)
-            if unknown:
-                raise ValueError(f"unknown field(s) {sorted(unknown)} for {self.cls.__name__}")
-            items = [(f, value[n]) for f, n in zip(self.fields, self.names) if n in value]
-        elif isinstance(value, (tuple, list)):
-            if len(value) > len(self.fields):
-                raise ValueError(f"{len(value)} values for {len(self.fields)} fields")
-            items = list(zip(self.fields, value))
-        else:
-            raise TypeError(f"cannot encode {type(value).__name__} as {self.cls.__name__}")
+        v = value if type(value) is self.cls else self._normalize(value, self.label)
         out = bytearray(self.size)
-        for f, v in items:
-            if f.codec is not None:
-                out[f.byte_off:f.byte_off + f.codec.size] = f.codec.encode(v)
+        for (o, c), item in zip(self.members, v):
+            b = c.encode(item)
+            if not any(b):
+                continue
+            if isinstance(c, _BitsCodec):
+                cur = int.from_bytes(out, c.order) & ~c.mask
+                out[:] = (cur | int.from_bytes(b, c.order)).to_bytes(self.size, c.order)
             else:
-                self._set_bits(out, f, v)
+                out[o:o + len(b)] = b
         return bytes(out)
 
 
-_CACHE: "weakref.WeakKeyDictionary[Spec, Dict[int, Codec]]" = weakref.WeakKeyDictionary()
+class _BitsCodec(Codec):
+    """One bitfield member of a union, over the union's whole size."""
+
+    def __init__(self, cache: "_SpecCache", bit_off: int, bits: int, signed: bool, size: int):
+        self.size, self.bits, self.signed, self.order = size, bits, signed, cache.order
+        self.shift = bit_off if cache.bo == "<" else size * 8 - bit_off - bits
+        self.mask = ((1 << bits) - 1) << self.shift
+
+    def decode(self, buf: Any, offset: int = 0) -> int:
+        raw = int.from_bytes(bytes(buf[offset:offset + self.size]), self.order)
+        v = (raw >> self.shift) & ((1 << self.bits) - 1)
+        return v - (1 << self.bits) if self.signed and v >> (self.bits - 1) else v
+
+    def encode(self, value: Any) -> bytes:
+        return (_bitfield(value, self.bits, self.signed) << self.shift).to_bytes(self.size, self.order)
 
 
-def codec_for(spec: Spec, type_id: int) -> Codec:
-    """The (cached) codec for BTF type ``type_id`` of ``spec``."""
-    per = _CACHE.setdefault(spec, {})
-    c = per.get(type_id)
+# -- helpers used by generated code ---------------------------------------------------------------
+
+def _is_char(t: Any) -> bool:
+    return bool(t.encoding & IntEncoding.CHAR) or t.name == "char"
+
+
+def _enc_chars(v: Any, n: int) -> bytes:
+    b = v.encode() if type(v) is str else bytes(v)
+    if len(b) > n:
+        raise CodecError(f"{len(b)} bytes do not fit char[{n}]")
+    return b
+
+
+def _enc_bytes(v: Any, n: int) -> bytes:
+    b = v.encode() if type(v) is str else bytes(v)
+    if len(b) > n:
+        raise CodecError(f"{len(b)} bytes do not fit a {n}-byte array")
+    return b
+
+
+def _seq(v: Any, n: int) -> Any:
+    if len(v) != n:
+        raise _Slow
+    return v
+
+
+def _bitfield(v: Any, bits: int, signed: bool) -> int:
+    v = operator.index(v)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if not lo <= v <= hi:
+        raise CodecError(f"{v} does not fit a {'signed' if signed else 'unsigned'} {bits}-bit field")
+    return v & ((1 << bits) - 1)
+
+
+def _enc_bigint(v: Any, size: int, order: str, signed: bool) -> bytes:
+    try:
+        return operator.index(v).to_bytes(size, order, signed=signed)
+    except OverflowError:
+        raise CodecError(f"{v} does not fit a {size}-byte integer") from None
+
+
+# -- per-spec cache: codecs, record classes, enums, normalisers ---------------------------------
+
+class _SpecCache:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.bo = spec.byteorder
+        self.order = "little" if self.bo == "<" else "big"
+        self.codecs: Dict[int, Codec] = {}
+        self.classes: Dict[int, Tuple[type, List[Tuple[int, int, int]]]] = {}
+        self.enums: Dict[int, Tuple[Optional[type], Dict[int, Any]]] = {}
+        self.norms: Dict[int, Callable[[Any, str], Any]] = {}
+
+    def codec(self, tid: int) -> Codec:
+        c = self.codecs.get(tid)
+        if c is None:
+            rid = self.spec.skip_modifiers(tid)
+            kind = self.spec.kind_of(rid)
+            c = _UnionCodec(self, rid) if kind == Kind.UNION else _CompiledCodec(self, tid)
+            self.codecs[tid] = c
+        return c
+
+    def enum_class(self, rid: int) -> Optional[type]:
+        return self._enum(rid)[0]
+
+    def enum_map(self, rid: int) -> Dict[int, Any]:
+        return self._enum(rid)[1]
+
+    def _enum(self, rid: int) -> Tuple[Optional[type], Dict[int, Any]]:
+        e = self.enums.get(rid)
+        if e is None:
+            t = self.spec.type(rid)
+            uniq: Dict[str, int] = {}
+            for v in t.values:  # type: ignore[union-attr]
+                if v.name.isidentifier() and not v.name.startswith("_") and v.name not in ("mro",):
+                    uniq.setdefault(v.name, v.value)
+            cls: Optional[type] = None
+            if uniq:
+                try:
+                    cls = enum.IntEnum(t.name or "anon_enum", uniq)  # type: ignore[misc]
+                except (ValueError, TypeError):
+                    cls = None
+            e = self.enums[rid] = (cls, {int(m): m for m in cls} if cls else {})
+        return e
+
+    def record(self, rid: int) -> Tuple[type, List[Tuple[int, int, int]]]:
+        """The record class of struct/union/DATASEC ``rid`` and its members
+        ``(bit offset, bitfield bits, type id)``."""
+        r = self.classes.get(rid)
+        if r is not None:
+            return r
+        spec = self.spec
+        t = spec.type(rid)
+        if t.kind == Kind.DATASEC:
+            names, members = [], []
+            for vs in t.vars:  # type: ignore[union-attr]
+                v = spec.type(vs.type)
+                if v.kind != Kind.VAR:
+                    continue
+                names.append(v.name)
+                members.append((vs.offset * 8, 0, vs.type))
+        else:
+            names = [m.name for m in t.members]  # type: ignore[union-attr]
+            members = [(m.offset, m.bitfield_size, m.type) for m in t.members]  # type: ignore[union-attr]
+        fields = _field_names(names)
+        zeros = [partial(self._zero_of, mtid, mbits) for _, mbits, mtid in members]
+        aliases: Dict[str, Tuple[int, str]] = {}
+        for i, (n, (_, mbits, mtid)) in enumerate(zip(names, members)):
+            mk = spec.kind_of(spec.skip_modifiers(mtid))
+            if not n and not mbits and mk in (Kind.STRUCT, Kind.UNION):
+                for inner in self.record(spec.skip_modifiers(mtid))[0]._fields:  # type: ignore[attr-defined]
+                    aliases.setdefault(inner, (i, inner))
+        cls = _make_record_class(t.name, fields, zeros, aliases)
+        r = self.classes[rid] = (cls, members)
+        return r
+
+    def _zero_of(self, tid: int, bits: int) -> Any:
+        if bits:
+            return 0
+        return self.codec(tid).zero()
+
+    def normalizer(self, tid: int) -> Callable[[Any, str], Any]:
+        f = self.norms.get(tid)
+        if f is None:
+            f = self.norms[tid] = _build_normalizer(self, tid, 0)
+        return f
+
+
+def _build_normalizer(cache: _SpecCache, tid: int, depth: int) -> Callable[[Any, str], Any]:
+    """A function ``(value, where) -> canonical value`` (the form the fast encoder packs):
+    records of the codec's own classes, full-length lists, ints in range; raises
+    :class:`CodecError` naming the field otherwise."""
+    if depth > _MAX_DEPTH:
+        raise CodecError(f"BTF type [{tid}] nests too deeply to build a codec")
+    spec = cache.spec
+    rid = spec.skip_modifiers(tid)
+    t = spec.type(rid)
+    k = t.kind
+    if k == Kind.VAR:
+        return _build_normalizer(cache, t.type, depth + 1)  # type: ignore[union-attr]
+    if k == Kind.INT and t.encoding & IntEncoding.BOOL and t.size == 1:  # type: ignore[union-attr]
+        return lambda v, where: bool(v)
+    if k in (Kind.INT, Kind.PTR):
+        size = 8 if k == Kind.PTR else t.size  # type: ignore[union-attr]
+        bits = t.bits if k == Kind.INT and t.bits else size * 8  # type: ignore[union-attr]
+        signed = k == Kind.INT and t.signed  # type: ignore[union-attr]
+        return partial(_norm_int, bits=bits, signed=signed)
+    if k in (Kind.ENUM, Kind.ENUM64):
+        cls = cache.enum_class(rid)
+        return partial(_norm_enum, cls=cls, bits=t.size * 8, signed=t.signed)  # type: ignore[union-attr]
+    if k == Kind.FLOAT:
+        return _norm_float if t.size in (4, 8) else lambda v, where: v  # type: ignore[union-attr]
+    if k == Kind.ARRAY:
+        n = t.nelems  # type: ignore[union-attr]
+        et = spec.type(spec.skip_modifiers(t.type))  # type: ignore[union-attr]
+        if et.kind == Kind.INT and et.size == 1 and not et.bits % 8:  # type: ignore[union-attr]
+            return partial(_norm_bytes, n=n, char=_is_char(et))
+        elem = _build_normalizer(cache, t.type, depth + 1)  # type: ignore[union-attr]
+        zero = partial(cache.codec(t.type).zero)  # type: ignore[union-attr]
+        return partial(_norm_list, n=n, elem=elem, zero=zero)
+    if k in (Kind.STRUCT, Kind.UNION, Kind.DATASEC):
+        cls, members = cache.record(rid)
+        norms = []
+        for moff, mbits, mtid in members:
+            if mbits:
+                mt = spec.type(spec.skip_modifiers(mtid))
+                if mt.kind in (Kind.ENUM, Kind.ENUM64):
+                    norms.append(partial(_norm_enum, cls=cache.enum_class(spec.skip_modifiers(mtid)),
+                                         bits=mbits, signed=bool(getattr(mt, "signed", False))))
+                else:
+                    norms.append(partial(_norm_int, bits=mbits, signed=bool(getattr(mt, "signed", False))))
+            else:
+                norms.append(cache.normalizer(mtid))
+        return partial(_norm_record, cls=cls, norms=norms)
+    raise CodecError(f"no value codec for BTF {k.name} {spec.type_name(rid)}")
+
+
+def _norm_int(v: Any, where: str, bits: int, signed: bool) -> int:
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise CodecError(f"{where}: expected an integer, got {type(v).__name__} {v!r}") from None
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if not lo <= v <= hi:
+        raise CodecError(f"{where}: {v} does not fit a {'signed' if signed else 'unsigned'} "
+                         f"{bits}-bit integer")
+    return v
+
+
+def _norm_enum(v: Any, where: str, cls: Optional[type], bits: int, signed: bool) -> int:
+    if isinstance(v, str):
+        if cls is None or v not in cls.__members__:  # type: ignore[attr-defined]
+            raise CodecError(f"{where}: unknown enumerator {v!r}")
+        v = cls[v]  # type: ignore[index]
+    return _norm_int(v, where, bits, signed)
+
+
+def _norm_float(v: Any, where: str) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise CodecError(f"{where}: expected a number, got {v!r}") from None
+
+
+def _norm_bytes(v: Any, where: str, n: int, char: bool) -> bytes:
+    if isinstance(v, str):
+        b = v.encode()
+    else:
+        try:
+            b = bytes(v)
+        except (TypeError, ValueError):
+            raise CodecError(f"{where}: expected {'str' if char else 'bytes'}, got {v!r}") from None
+    if len(b) > n:
+        raise CodecError(f"{where}: {len(b)} bytes do not fit {'char' if char else 'u8'}[{n}]")
+    return b
+
+
+def _norm_list(v: Any, where: str, n: int, elem: Callable[[Any, str], Any],
+               zero: Callable[[], Any]) -> List[Any]:
+    try:
+        items = list(v)
+    except TypeError:
+        raise CodecError(f"{where}: expected a sequence of {n}, got {v!r}") from None
+    if len(items) > n:
+        raise CodecError(f"{where}: {len(items)} items do not fit an array of {n}")
+    out = [elem(x, f"{where}[{i}]") for i, x in enumerate(items)]
+    out.extend(zero() for _ in range(n - len(out)))
+    return out
+
+
+def _norm_record(v: Any, where: str, cls: type, norms: List[Callable[[Any, str], Any]]) -> Any:
+    fields = cls._fields  # type: ignore[attr-defined]
+    if isinstance(v, dict):
+        unknown = set(v) - set(fields)
+        if unknown:
+            raise CodecError(f"{where}: unknown field(s) {sorted(unknown)} for {cls.__name__}")
+        v = cls(**v)
+    elif type(v) is not cls:
+        if isinstance(v, (tuple, list)):
+            if len(v) > len(fields):
+                raise CodecError(f"{where}: {len(v)} values for {len(fields)} fields of {cls.__name__}")
+            v = cls(*v)
+        else:
+            raise CodecError(f"{where}: cannot encode {type(v).__name__} as {cls.__name__}")
+    return _tuple_new(cls, [f(x, f"{where}.{n}") for f, x, n in zip(norms, v, fields)])
+
+
+# -- public API -------------------------------------------------------------------------------------
+
+_CACHE: "weakref.WeakKeyDictionary[Spec, _SpecCache]" = weakref.WeakKeyDictionary()
+
+
+def _cache(spec: Spec) -> _SpecCache:
+    c = _CACHE.get(spec)
     if c is None:
-        c = _build(spec, type_id, 0)
-        per[type_id] = c
+        c = _CACHE[spec] = _SpecCache(spec)
     return c
 
 
-def _is_char(spec: Spec, tid: int) -> bool:
-    t = spec.type(spec.skip_modifiers(tid))
-    return t.kind == Kind.INT and t.size == 1 and (bool(t.encoding & 2) or t.name in ("char", "unsigned char", "signed char"))  # type: ignore[union-attr]
+def codec_for(spec: Spec, type_id: int) -> Codec:
+    """The (cached) codec for BTF type ``type_id`` of ``spec``.
+
+    Raises :class:`CodecError` for types that hold no value (void, functions,
+    forward declarations).
+    """
+    try:
+        return _cache(spec).codec(type_id)
+    except RecursionError:
+        raise CodecError(f"BTF type [{type_id}] nests too deeply to build a codec") from None
 
 
-def _build(spec: Spec, tid: int, depth: int) -> Codec:
-    if depth > 32:
-        raise BPFError("BTF type nests too deeply to build a codec")
+def record_class(spec: Spec, type_id: int) -> type:
+    """The record class a codec decodes struct/union ``type_id`` into (build values with
+    ``cls(field=...)``; unspecified fields are zero)."""
+    rid = spec.skip_modifiers(type_id)
+    if spec.kind_of(rid) not in (Kind.STRUCT, Kind.UNION, Kind.DATASEC):
+        raise CodecError(f"{spec.type_name(type_id)} is not a struct or union")
+    return _cache(spec).record(rid)[0]
+
+
+def numpy_dtype(spec: Spec, type_id: int) -> Any:
+    """The numpy structured dtype of BTF type ``type_id`` (for vectorised decoding:
+    ``numpy.frombuffer(buf, dtype)``).
+
+    Integers keep their size, signedness and the spec's byte order, enums are their
+    integer type, ``char``/``u8`` arrays are ``S<n>`` byte strings, other arrays sub-array
+    fields, structs nested dtypes, union members overlap at their offsets, and the
+    itemsize is the C size.  numpy has no bitfields: each run of bitfields becomes an
+    unsigned ``_bits<offset>`` field holding the storage bytes, and the dtype's
+    ``metadata["bitfields"]`` says how to extract each one (see :func:`bitfield_values`).
+    Raises :class:`~pybpf.errors.NotSupportedError` when numpy is not installed.
+    """
+    try:
+        import numpy as np
+    except ImportError:
+        raise NotSupportedError("numpy dtypes", "numpy is not installed (pip install numpy)") from None
+    return _dtype(np, spec, type_id, 0)
+
+
+def _dtype(np: Any, spec: Spec, tid: int, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise CodecError(f"BTF type [{tid}] nests too deeply for a dtype")
     bo = spec.byteorder
     rid = spec.skip_modifiers(tid)
     t = spec.type(rid)
     k = t.kind
-    if k == Kind.INT:
-        if t.bits and t.bits != t.size * 8 or t.bit_offset:  # type: ignore[union-attr]
-            raise BPFError(f"cannot build a codec for bit-sized int {spec.type_name(rid)}")
-        return _IntCodec(t.size, t.signed, bo, is_bool=bool(t.encoding & 4))  # type: ignore[union-attr]
-    if k in (Kind.ENUM, Kind.ENUM64):
-        return _EnumCodec(t.size, t.signed, bo, t.name, [(v.name, v.value) for v in t.values])  # type: ignore[union-attr]
-    if k == Kind.PTR:
-        return _IntCodec(8, False, bo)
-    if k == Kind.FLOAT:
-        return _FloatCodec(t.size, bo)  # type: ignore[union-attr]
-    if k == Kind.ARRAY:
-        if _is_char(spec, t.type):  # type: ignore[union-attr]
-            return _CharArrayCodec(t.nelems)  # type: ignore[union-attr]
-        return _ArrayCodec(_build(spec, t.type, depth + 1), t.nelems)  # type: ignore[union-attr]
-    if k in (Kind.STRUCT, Kind.UNION):
-        fields = []
-        for i, m in enumerate(t.members):  # type: ignore[union-attr]
-            name = m.name or f"_anon{i}"
-            if m.bitfield_size:
-                mt = spec.type(spec.skip_modifiers(m.type))
-                signed = bool(getattr(mt, "signed", False))
-                fields.append(_Field(name, None, m.offset // 8, m.offset, m.bitfield_size, signed))
-            else:
-                if m.offset % 8:
-                    raise BPFError(f"member {name} of {spec.type_name(rid)} is not byte aligned")
-                fields.append(_Field(name, _build(spec, m.type, depth + 1), m.offset // 8))
-        return _RecordCodec(t.name, t.size, fields, bo, k == Kind.UNION)  # type: ignore[union-attr]
-    if k == Kind.DATASEC:
-        return BytesCodec(t.size)  # type: ignore[union-attr]
     if k == Kind.VAR:
-        return _build(spec, t.type, depth + 1)  # type: ignore[union-attr]
-    raise BPFError(f"no value codec for BTF {k.name} {spec.type_name(rid)}")
+        return _dtype(np, spec, t.type, depth + 1)  # type: ignore[union-attr]
+    if k == Kind.INT or k in (Kind.ENUM, Kind.ENUM64):
+        size = t.size  # type: ignore[union-attr]
+        if k == Kind.INT and t.encoding & IntEncoding.BOOL and size == 1:  # type: ignore[union-attr]
+            return np.dtype("?")
+        if size not in (1, 2, 4, 8):
+            return np.dtype(f"V{size}")
+        return np.dtype(f"{bo}{'i' if t.signed else 'u'}{size}")  # type: ignore[union-attr]
+    if k == Kind.PTR:
+        return np.dtype(f"{bo}u8")
+    if k == Kind.FLOAT:
+        return np.dtype(f"{bo}f{t.size}") if t.size in (4, 8) else np.dtype(f"V{t.size}")  # type: ignore[union-attr]
+    if k == Kind.ARRAY:
+        et = spec.type(spec.skip_modifiers(t.type))  # type: ignore[union-attr]
+        if et.kind == Kind.INT and et.size == 1:  # type: ignore[union-attr]
+            return np.dtype(f"S{t.nelems}")  # type: ignore[union-attr]
+        return np.dtype((_dtype(np, spec, t.type, depth + 1), (t.nelems,)))  # type: ignore[union-attr]
+    if k in (Kind.STRUCT, Kind.UNION, Kind.DATASEC):
+        cls, members = _cache(spec).record(rid)
+        names, formats, offsets = [], [], []
+        bitfields: Dict[str, Tuple[str, int, int, bool]] = {}
+        units: Dict[int, Tuple[str, int]] = {}
+        for name, (moff, mbits, mtid) in zip(cls._fields, members):  # type: ignore[attr-defined]
+            if mbits:
+                start, end = moff // 8, (moff + mbits + 7) // 8
+                size = next(s for s in (1, 2, 4, 8, 16) if s >= end - start)
+                unit = units.get(start)
+                if unit is None or unit[1] < size:
+                    units[start] = (f"_bits{start}", size)
+                rel = moff - start * 8
+                shift = rel if bo == "<" else size * 8 - rel - mbits
+                mt = spec.type(spec.skip_modifiers(mtid))
+                bitfields[name] = (f"_bits{start}", shift, mbits, bool(getattr(mt, "signed", False)))
+                continue
+            names.append(name)
+            formats.append(_dtype(np, spec, mtid, depth + 1))
+            offsets.append(moff // 8)
+        for start, (uname, size) in units.items():
+            names.append(uname)
+            formats.append(np.dtype(f"{bo}u{size}") if size <= 8 else np.dtype("V16"))
+            offsets.append(start)
+        meta = {"bitfields": bitfields} if bitfields else None
+        d = {"names": names, "formats": formats, "offsets": offsets, "itemsize": t.size}  # type: ignore[union-attr]
+        return np.dtype(d, metadata=meta) if meta else np.dtype(d)
+    raise CodecError(f"no numpy dtype for BTF {k.name} {spec.type_name(rid)}")
+
+
+def bitfield_values(records: Any, name: str) -> Any:
+    """The values of bitfield ``name`` for a numpy array decoded with :func:`numpy_dtype`
+    (vectorised shift, mask and sign extension)."""
+    meta = records.dtype.metadata or {}
+    try:
+        unit, shift, bits, signed = meta["bitfields"][name]
+    except KeyError:
+        raise CodecError(f"{name!r} is not a bitfield of this dtype") from None
+    v = (records[unit].astype("u8") >> shift) & ((1 << bits) - 1)
+    if signed:
+        v = v.astype("i8")
+        v = (v ^ (1 << (bits - 1))) - (1 << (bits - 1))
+    return v
+

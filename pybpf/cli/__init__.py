@@ -7,6 +7,7 @@ Subcommands::
     pybpf btf dump FILE [--format raw|c|json]                        print BTF
     pybpf prog list | prog show PROG                                 loaded programs
     pybpf map list | map show MAP | map dump MAP                     maps
+    pybpf feature [probe] [KEY...] [--no-helpers] [--refresh]        kernel features
 
 Every listing takes ``--json`` and then prints exactly one JSON document.
 Exit status: 0 on success, 1 when pybpf reports an error (any
@@ -22,7 +23,7 @@ from typing import List, Optional
 
 from .. import __version__
 from ..errors import BPFError
-from . import btf, inspect, listing, load
+from . import btf, feature, inspect, listing, load
 
 __all__ = ["main", "build_parser"]
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.register(sub, common)
     btf.register(sub, common)
     listing.register(sub, common)
+    feature.register(sub, common)
     return parser
 
 

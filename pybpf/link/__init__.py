@@ -15,10 +15,27 @@ from ..errors import NotSupportedError
 from .base import ATTACHERS, Link, register
 from .tracepoint import attach_raw_tracepoint, attach_tracepoint
 
-__all__ = ["Link", "attach_program", "attach_raw_tracepoint", "attach_tracepoint", "register"]
+__all__ = ["Link", "attach_program", "attach_raw_tracepoint", "attach_tracepoint", "register",
+           "AUTO_ATTACH_KINDS", "can_auto_attach"]
+
+# Kinds whose SEC() name says everything needed to attach (libbpf's skeleton auto-attach);
+# networking and cgroup programs need a target (interface, cgroup, socket, map) and are skipped.
+AUTO_ATTACH_KINDS = frozenset({"tracepoint", "raw_tp", "tp_btf", "fentry", "fexit", "fmod_ret",
+                               "lsm", "iter", "kprobe", "kretprobe", "uprobe", "uretprobe", "usdt",
+                               "ksyscall", "kretsyscall"})
+_NEEDS_TARGET_IN_SECTION = frozenset({"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt",
+                                      "ksyscall", "kretsyscall", "raw_tp", "tracepoint"})
+
+
+def can_auto_attach(spec) -> bool:
+    """Whether ``attach_all`` attaches this program: its section names the hook completely."""
+    kind = spec.attach_kind
+    if kind not in AUTO_ATTACH_KINDS:
+        return False
+    return bool(spec.attach_to) or kind not in _NEEDS_TARGET_IN_SECTION
 
 # Attach families, imported for their registrations.  Each module owns one family.
-_FAMILIES = ("tracepoint",)
+_FAMILIES = ("tracepoint", "xdp", "tc", "cgroup", "sockets", "netfilter")
 for _m in _FAMILIES:
     importlib.import_module(f"{__name__}.{_m}")
 

@@ -3,28 +3,38 @@
 Low-level operations mirror the kernel commands and work on bytes
 (``lookup_raw``, ``update_raw`` ...); the Pythonic layer (``m[key]``,
 ``items()``, ``in``) encodes and decodes through the map's BTF key/value
-types, or passes bytes through when the map has no BTF.
+codecs (:mod:`pybpf.btf.codec`), or passes bytes through when the map has no BTF.
+
+Whole-map operations go through the kernel's batch commands when the map
+supports them (:mod:`pybpf.maps.batch`), BPF_F_MMAPABLE arrays can be mapped
+into the process (:meth:`Map.memory`, :mod:`pybpf.maps.memory`), and the
+special map kinds have their own verbs: queue/stack/bloom filter ``push`` /
+``pop`` / ``peek``, map-in-map ``set_inner`` / ``inner_id``, per-CPU
+``lookup_sum``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
 from .. import sys as _sys
-from ..btf.codec import BytesCodec, Codec, codec_for
-from ..consts import MapType, UpdateFlags
-from ..errors import BPFError, KeyNotFoundError
+from ..btf.codec import BytesCodec, Codec, CodecError, codec_for
+from ..consts import Cmd, MapFlags, MapType, UpdateFlags
+from ..errors import BPFError, KeyNotFoundError, NotSupportedError
 from ..spec.map import MapSpec
 from ..sys.fd import FD
+from . import batch as _batch
+from . import keyless as _keyless
+from .percpu import possible_cpus, sum_values
 
 __all__ = ["Map", "MapInfo", "possible_cpus"]
 
 _PERCPU_TYPES = frozenset({MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH,
                            MapType.PERCPU_CGROUP_STORAGE})
-
 
 # Map types whose keys/values are fds, ids or nothing: no BTF key/value type is accepted.
 _NO_BTF_KV_TYPES = frozenset({
@@ -33,26 +43,13 @@ _NO_BTF_KV_TYPES = frozenset({
     MapType.SOCKMAP, MapType.SOCKHASH, MapType.QUEUE, MapType.STACK, MapType.RINGBUF,
     MapType.USER_RINGBUF, MapType.PROG_ARRAY})
 
-
-def possible_cpus() -> int:
-    """Number of possible CPUs (per-CPU map values have one slot per possible CPU)."""
-    global _NCPU
-    if _NCPU is None:
-        try:
-            with open("/sys/devices/system/cpu/possible") as f:
-                text = f.read().strip()
-        except OSError:
-            _NCPU = os.cpu_count() or 1
-            return _NCPU
-        n = 0
-        for part in text.split(","):
-            lo, _, hi = part.partition("-")
-            n = max(n, (int(hi) if hi else int(lo)) + 1)
-        _NCPU = n
-    return _NCPU
-
-
-_NCPU: Optional[int] = None
+_MAP_IN_MAP = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
+_FD_VALUED = _MAP_IN_MAP | {MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY,
+                            MapType.SOCKMAP, MapType.SOCKHASH, MapType.XSKMAP}
+_KEYLESS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
+_LOCAL_STORAGE = frozenset({MapType.TASK_STORAGE, MapType.CGRP_STORAGE, MapType.SK_STORAGE,
+                            MapType.INODE_STORAGE})
+_LPM_HEADER = 4   # struct bpf_lpm_trie_key_hdr { __u32 prefixlen; }
 
 
 @attrs.frozen
@@ -68,6 +65,7 @@ class MapInfo:
     btf_id: int
     btf_key_type_id: int
     btf_value_type_id: int
+    map_extra: int = 0
 
 
 class Map:
@@ -76,13 +74,17 @@ class Map:
     Create one with :meth:`create` (from a :class:`MapSpec`), adopt one with
     :meth:`from_fd`, :meth:`from_id` or :meth:`from_pinned`, or get them from a
     loaded :class:`~pybpf.Collection`.  Closing the map (``close()`` or leaving
-    the ``with`` block) releases the fd; the kernel frees the map when nothing
-    else (programs, pins, other fds) holds it.
+    the ``with`` block) releases the fd and any mapping of its memory; the kernel
+    frees the map when nothing else (programs, pins, other fds) holds it.
+
+    Per-CPU maps (``percpu`` is true) hold one value per possible CPU: values
+    are lists of ``possible_cpus()`` items, each slot 8-byte aligned in the raw
+    bytes (``value_stride``); :meth:`lookup_sum` adds them up.
     """
 
     def __init__(self, fd: FD, *, name: str, type: int, key_size: int, value_size: int,
                  max_entries: int, flags: int = 0, btf: Any = None, key_type_id: int = 0,
-                 value_type_id: int = 0, spec: Optional[MapSpec] = None):
+                 value_type_id: int = 0, spec: Optional[MapSpec] = None, map_extra: int = 0):
         self._fd = fd
         self.name = name
         self.type = MapType(type) if type in MapType._value2member_map_ else type
@@ -90,37 +92,60 @@ class Map:
         self.value_size = value_size
         self.max_entries = max_entries
         self.flags = flags
+        self.map_extra = map_extra
         self.spec = spec
         self.btf = btf
+        self.key_type_id = key_type_id if btf is not None else 0
+        self.value_type_id = value_type_id if btf is not None else 0
         self.percpu = type in _PERCPU_TYPES
-        self._ncpu = possible_cpus() if self.percpu else 1
-        self._stride = (value_size + 7) & ~7 if self.percpu else value_size
+        self.ncpu = possible_cpus() if self.percpu else 1
+        #: bytes between per-CPU slots of a value (value_size rounded up to 8 for per-CPU maps)
+        self.value_stride = (value_size + 7) & ~7 if self.percpu else value_size
+        #: bytes of one element's value as the kernel copies it (all CPUs' slots)
+        self.value_bytes = self.value_stride * self.ncpu
         self.key_codec: Codec = codec_for(btf, key_type_id) if btf is not None and key_type_id \
             else BytesCodec(key_size)
         self.value_codec: Codec = codec_for(btf, value_type_id) if btf is not None and value_type_id \
             else BytesCodec(value_size)
         self._kbuf = bytearray(max(key_size, 1))
-        self._vbuf = bytearray(max(self._stride * self._ncpu, 1))
+        self._vbuf = bytearray(max(self.value_bytes, 1))
+        self._ctx = f"map {name}"
+        self._batch_ok: Dict[int, bool] = {}      # batch command -> works on this map (once tried)
+        self._memory: Any = None
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
     def create(cls, spec: MapSpec, *, btf_fd: int = 0, inner_map_fd: int = 0,
                kernel_name: Optional[str] = None) -> "Map":
-        """Create a map in the kernel from ``spec``."""
+        """Create a map in the kernel from ``spec``.
+
+        For map-in-map specs without ``inner_map_fd``, a temporary inner map is created
+        from ``spec.inner_map`` (the kernel only needs it as a template).
+        """
         if spec.type in _NO_BTF_KV_TYPES:
             btf_fd = 0   # the kernel refuses BTF key/value types for these (libbpf drops them too)
-        fd = _sys.map_create(
-            map_type=spec.type, key_size=spec.key_size, value_size=spec.value_size,
-            max_entries=spec.max_entries, map_flags=spec.flags, inner_map_fd=inner_map_fd,
-            numa_node=spec.numa_node, map_name=(kernel_name or spec.name)[:15],
-            btf_fd=btf_fd if btf_fd and (spec.key_type_id or spec.value_type_id) else 0,
-            btf_key_type_id=spec.key_type_id if btf_fd else 0,
-            btf_value_type_id=spec.value_type_id if btf_fd else 0,
-            map_extra=spec.map_extra, context=f"map {spec.name}")
+        inner: Optional[Map] = None
+        if spec.type in _MAP_IN_MAP and not inner_map_fd:
+            if spec.inner_map is None:
+                raise BPFError(f"map {spec.name}: a map-in-map needs an inner map spec")
+            inner = cls.create(spec.inner_map, kernel_name=spec.inner_map.name[:15])
+            inner_map_fd = inner.fd
+        try:
+            fd = _sys.map_create(
+                map_type=spec.type, key_size=spec.key_size, value_size=spec.value_size,
+                max_entries=spec.max_entries, map_flags=spec.flags, inner_map_fd=inner_map_fd,
+                numa_node=spec.numa_node, map_name=(kernel_name or spec.name)[:15],
+                btf_fd=btf_fd if btf_fd and (spec.key_type_id or spec.value_type_id) else 0,
+                btf_key_type_id=spec.key_type_id if btf_fd else 0,
+                btf_value_type_id=spec.value_type_id if btf_fd else 0,
+                map_extra=spec.map_extra, context=f"map {spec.name}")
+        finally:
+            if inner is not None:
+                inner.close()
         return cls(fd, name=spec.name, type=spec.type, key_size=spec.key_size,
                    value_size=spec.value_size, max_entries=spec.max_entries, flags=spec.flags,
                    btf=spec.btf, key_type_id=spec.key_type_id, value_type_id=spec.value_type_id,
-                   spec=spec)
+                   spec=spec, map_extra=spec.map_extra)
 
     @classmethod
     def from_fd(cls, fd: Union[int, FD], *, name: Optional[str] = None,
@@ -131,22 +156,28 @@ class Map:
         """
         if isinstance(fd, int):
             fd = _sys.dup_fd(fd)
-        info = _map_info(fd.fileno())
+        try:
+            info = _map_info(fd.fileno())
+        except BaseException:
+            fd.close()
+            raise
         btf = spec.btf if spec is not None else None
         return cls(fd, name=name or info.name, type=info.type, key_size=info.key_size,
                    value_size=info.value_size, max_entries=info.max_entries, flags=info.flags,
                    btf=btf, key_type_id=spec.key_type_id if btf else 0,
-                   value_type_id=spec.value_type_id if btf else 0, spec=spec)
+                   value_type_id=spec.value_type_id if btf else 0, spec=spec,
+                   map_extra=info.map_extra)
 
     @classmethod
-    def from_id(cls, map_id: int) -> "Map":
+    def from_id(cls, map_id: int, *, spec: Optional[MapSpec] = None) -> "Map":
         """Open the map with kernel id ``map_id``."""
-        return cls.from_fd(_sys.map_get_fd_by_id(map_id))
+        return cls.from_fd(_sys.map_get_fd_by_id(map_id, context=f"map id {map_id}"), spec=spec)
 
     @classmethod
     def from_pinned(cls, path: Union[str, os.PathLike], *, spec: Optional[MapSpec] = None) -> "Map":
         """Open a map pinned on bpffs."""
-        return cls.from_fd(_sys.obj_get(os.fspath(path)), spec=spec)
+        return cls.from_fd(_sys.obj_get(os.fspath(path), context=f"pinned map {os.fspath(path)}"),
+                           spec=spec)
 
     # -- fd ownership -----------------------------------------------------------------------
     @property
@@ -155,6 +186,10 @@ class Map:
         return self._fd.fileno()
 
     def close(self) -> None:
+        """Release the map's memory mapping (if any) and its fd."""
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
         self._fd.close()
 
     @property
@@ -173,73 +208,131 @@ class Map:
 
     def pin(self, path: Union[str, os.PathLike]) -> None:
         """Pin the map on bpffs at ``path``."""
-        _sys.obj_pin(self.fd, os.fspath(path), context=f"map {self.name}")
+        _sys.obj_pin(self.fd, os.fspath(path), context=self._ctx)
 
     def freeze(self) -> None:
-        """Make the map read-only for user space (BPF_MAP_FREEZE)."""
-        _sys.map_freeze(self.fd, context=f"map {self.name}")
+        """Make the map read-only for user space (BPF_MAP_FREEZE); BPF programs may still
+        write to it unless it was created with ``BPF_F_RDONLY_PROG``."""
+        _sys.map_freeze(self.fd, context=self._ctx)
 
     # -- raw operations ---------------------------------------------------------------------
-    def _key_bytes(self, key: Any) -> Any:
-        if isinstance(key, (bytes, bytearray, memoryview)) and len(key) == self.key_size:
-            return key
-        return self.key_codec.encode(key)
-
-    def lookup_raw(self, key: bytes) -> bytes:
-        """The value bytes for ``key`` (all CPUs' slots for per-CPU maps)."""
-        _sys.map_lookup_elem(self.fd, key, self._vbuf, context=f"map {self.name}")
+    def lookup_raw(self, key: Any) -> bytes:
+        """The value bytes for ``key`` (bytes; all CPUs' slots for per-CPU maps)."""
+        _sys.map_lookup_elem(self._fd.fileno(), key, self._vbuf, context=self._ctx)
         return bytes(self._vbuf)
 
-    def update_raw(self, key: bytes, value: bytes, flags: int = UpdateFlags.ANY) -> None:
+    def lookup_into(self, key: Any, out: bytearray) -> None:
+        """Copy the value of ``key`` into ``out`` (``value_bytes`` long): no allocation."""
+        _sys.map_lookup_elem(self._fd.fileno(), key, out, context=self._ctx)
+
+    def update_raw(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
         """Set ``key`` to ``value`` (bytes; for per-CPU maps, one 8-byte aligned slot per CPU)."""
-        _sys.map_update_elem(self.fd, key, value, flags, context=f"map {self.name}")
+        _sys.map_update_elem(self._fd.fileno(), key, value, flags, context=self._ctx)
 
-    def delete_raw(self, key: bytes) -> None:
-        _sys.map_delete_elem(self.fd, key, context=f"map {self.name}")
+    def delete_raw(self, key: Any) -> None:
+        _sys.map_delete_elem(self._fd.fileno(), key, context=self._ctx)
 
-    def next_key_raw(self, key: Optional[bytes]) -> Optional[bytes]:
+    def next_key_raw(self, key: Optional[Any]) -> Optional[bytes]:
         """The key after ``key`` (the first key for ``None``), or ``None`` at the end."""
         try:
-            _sys.map_get_next_key(self.fd, key, self._kbuf, context=f"map {self.name}")
+            _sys.map_get_next_key(self._fd.fileno(), key, self._kbuf, context=self._ctx)
         except KeyNotFoundError:
             return None
         return bytes(self._kbuf)
 
-    # -- Python values ----------------------------------------------------------------------
-    def _decode_value(self, raw: bytes) -> Any:
-        if not self.percpu:
-            return self.value_codec.decode(raw)
-        dec = self.value_codec.decode
-        return [dec(raw, i * self._stride) for i in range(self._ncpu)]
+    def lookup_and_delete_raw(self, key: Any) -> bytes:
+        """Atomically read and remove ``key`` (BPF_MAP_LOOKUP_AND_DELETE_ELEM)."""
+        out = bytearray(max(self.value_bytes, 1))
+        _sys.map_lookup_and_delete_elem(self._fd.fileno(), key, out, context=self._ctx)
+        return bytes(out)
 
-    def _encode_value(self, value: Any) -> bytes:
-        if isinstance(value, (bytes, bytearray, memoryview)) and len(value) == len(self._vbuf):
-            return bytes(value)
+    # -- Python values ----------------------------------------------------------------------
+    def key_bytes(self, key: Any) -> Any:
+        """``key`` encoded for the kernel (bytes of ``key_size`` pass through).
+
+        LPM trie maps also take ``"10.0.0.0/8"``, ``ipaddress`` networks/addresses and
+        ``(prefixlen, bytes)``.
+        """
+        if isinstance(key, (bytes, bytearray, memoryview)) and len(key) == self.key_size:
+            return key
+        if self.type == MapType.LPM_TRIE and not isinstance(key, dict):
+            raw = _lpm_key(key, self.key_size)
+            if raw is not None:
+                return raw
+        try:
+            return self.key_codec.encode(key)
+        except CodecError as e:
+            raise CodecError(f"{self._ctx}: key {key!r}: {e}") from None
+
+    _key_bytes = key_bytes
+
+    def _decode_value(self, raw: Any, offset: int = 0) -> Any:
         if not self.percpu:
-            return self.value_codec.encode(value)
-        vals = list(value) if isinstance(value, (list, tuple)) else [value] * self._ncpu
-        if len(vals) != self._ncpu:
-            raise BPFError(f"map {self.name}: per-CPU value needs {self._ncpu} items, got {len(vals)}")
-        pad = b"\0" * (self._stride - self.value_size)
-        return b"".join(self.value_codec.encode(v) + pad for v in vals)
+            return self.value_codec.decode(raw, offset)
+        return self.value_codec.decode_many(raw, self.ncpu, self.value_stride, offset)
+
+    def value_bytes_of(self, value: Any) -> bytes:
+        """``value`` encoded for the kernel.
+
+        Per-CPU maps take a list with one value per possible CPU, or one value for every CPU.
+        Map-in-map values may be a :class:`Map` (its fd is stored), program arrays a program.
+        """
+        if isinstance(value, (bytes, bytearray, memoryview)) and len(value) == self.value_bytes:
+            return bytes(value)
+        if self.type in _FD_VALUED and not isinstance(value, (bytes, bytearray, memoryview)):
+            fd = value if isinstance(value, int) else getattr(value, "fd", None)
+            if not isinstance(fd, int):
+                raise CodecError(f"{self._ctx}: value must be an fd or an object with .fd, "
+                                 f"got {value!r}")
+            return fd.to_bytes(4, "little")
+        try:
+            if not self.percpu:
+                return self.value_codec.encode(value)
+            vals = list(value) if isinstance(value, (list, tuple)) and not \
+                hasattr(value, "_fields") else [value] * self.ncpu
+            if len(vals) != self.ncpu:
+                raise CodecError(f"per-CPU value needs {self.ncpu} items, got {len(vals)}")
+            pad = b"\0" * (self.value_stride - self.value_size)
+            return b"".join(self.value_codec.encode(v) + pad for v in vals)
+        except CodecError as e:
+            raise CodecError(f"{self._ctx}: value {value!r}: {e}") from None
+
+    _encode_value = value_bytes_of
 
     def lookup(self, key: Any, default: Any = KeyError) -> Any:
-        """The decoded value for ``key`` (a list with one value per CPU for per-CPU maps)."""
+        """The decoded value for ``key`` (a list with one value per CPU for per-CPU maps);
+        ``default`` when absent if given, else :class:`~pybpf.KeyNotFoundError`."""
+        vbuf = self._vbuf
         try:
-            return self._decode_value(self.lookup_raw(self._key_bytes(key)))
+            _sys.map_lookup_elem(self._fd.fileno(), self.key_bytes(key), vbuf, context=self._ctx)
         except KeyNotFoundError:
             if default is KeyError:
                 raise
             return default
+        return self._decode_value(vbuf)
 
     get = lookup
 
+    def lookup_sum(self, key: Any, default: Any = KeyError) -> Any:
+        """A per-CPU value summed over CPUs (records field by field, arrays item by item)."""
+        v = self.lookup(key, default)
+        return sum_values(v) if self.percpu and v is not default else v
+
     def update(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
         """Set ``key`` to ``value`` with BPF_ANY/NOEXIST/EXIST semantics (``flags``)."""
-        self.update_raw(self._key_bytes(key), self._encode_value(value), flags)
+        self.update_raw(self.key_bytes(key), self.value_bytes_of(value), flags)
 
     def delete(self, key: Any) -> None:
-        self.delete_raw(self._key_bytes(key))
+        self.delete_raw(self.key_bytes(key))
+
+    def pop_key(self, key: Any, default: Any = KeyError) -> Any:
+        """Atomically read and delete ``key`` (hash maps; the kernel's LOOKUP_AND_DELETE)."""
+        try:
+            return self._decode_value(self.lookup_and_delete_raw(self.key_bytes(key)))
+        except KeyNotFoundError:
+            if default is KeyError:
+                raise
+            return default
 
     def __getitem__(self, key: Any) -> Any:
         return self.lookup(key)
@@ -251,14 +344,28 @@ class Map:
         self.delete(key)
 
     def __contains__(self, key: Any) -> bool:
+        if self.type == MapType.BLOOM_FILTER:
+            return _keyless.bloom_contains(self, key)
         try:
-            self.lookup_raw(self._key_bytes(key))
+            _sys.map_lookup_elem(self._fd.fileno(), self.key_bytes(key), self._vbuf,
+                                 context=self._ctx)
         except KeyNotFoundError:
             return False
         return True
 
+    # -- iteration (batched where the kernel can) --------------------------------------------
+    def _check_iterable(self) -> None:
+        if self.type in _KEYLESS:
+            raise NotSupportedError(f"iterating {self._ctx}",
+                                    f"{self.type.name} maps have no keys: use pop()/peek()")
+        if self.type in _LOCAL_STORAGE:
+            raise NotSupportedError(f"iterating {self._ctx}",
+                                    f"{self.type.name} maps are keyed by the owner's fd (pidfd, "
+                                    "cgroup or socket fd) and cannot be walked from user space")
+
     def keys_raw(self) -> Iterator[bytes]:
-        """Every key as bytes (next_key iteration)."""
+        """Every key as bytes (BPF_MAP_GET_NEXT_KEY iteration)."""
+        self._check_iterable()
         k: Optional[bytes] = None
         seen = 0
         limit = max(self.max_entries, 1) * 2 + 16
@@ -269,7 +376,7 @@ class Map:
             yield k
             seen += 1
             if seen > limit:  # hash maps restart from the first key when the current one vanishes
-                raise BPFError(f"map {self.name}: iteration did not terminate (map changing too fast)")
+                raise BPFError(f"{self._ctx}: iteration did not terminate (map changing too fast)")
 
     def keys(self) -> Iterator[Any]:
         dec = self.key_codec.decode
@@ -279,25 +386,213 @@ class Map:
     __iter__ = keys
 
     def items_raw(self) -> Iterator[Tuple[bytes, bytes]]:
-        for k in self.keys_raw():
-            try:
-                yield k, self.lookup_raw(k)
-            except KeyNotFoundError:
-                continue  # deleted while iterating
+        """(key, value) bytes pairs, read a batch at a time (per key where the kernel has no
+        batch operations for this map)."""
+        self._check_iterable()
+        ks, vs = self.key_size, self.value_bytes
+        for kb, vb, n in _batch.iter_batches(self):
+            kraw, vraw = bytes(kb), bytes(vb)
+            for i in range(n):
+                yield kraw[i * ks:(i + 1) * ks], vraw[i * vs:(i + 1) * vs]
 
     def items(self) -> Iterator[Tuple[Any, Any]]:
-        """(key, value) pairs, decoded."""
-        kd = self.key_codec.decode
-        for k, v in self.items_raw():
-            yield kd(k), self._decode_value(v)
+        """(key, value) pairs, decoded, read a batch at a time."""
+        self._check_iterable()
+        for kb, vb, n in _batch.iter_batches(self):
+            yield from zip(self.key_codec.decode_many(kb, n), self._decode_values(vb, n))
 
     def values(self) -> Iterator[Any]:
         for _, v in self.items():
             yield v
 
+    def _decode_values(self, buf: Any, n: int) -> List[Any]:
+        if not self.percpu:
+            return self.value_codec.decode_many(buf, n, self.value_bytes)
+        nc = self.ncpu
+        flat = self.value_codec.decode_many(buf, n * nc, self.value_stride)
+        return [flat[i:i + nc] for i in range(0, n * nc, nc)]
+
+    def __len__(self) -> int:
+        """The number of entries (walks the map; arrays always hold ``max_entries``)."""
+        if self.type in (MapType.ARRAY, MapType.PERCPU_ARRAY):
+            return self.max_entries
+        return sum(n for _, _, n in _batch.iter_batches(self))
+
+    # -- whole-map operations (pybpf.maps.batch) ----------------------------------------------
+    def dump_raw(self, *, delete: bool = False) -> Tuple[memoryview, memoryview, int]:
+        """Every entry as two packed buffers ``(keys, values, n)``: ``n * key_size`` and
+        ``n * value_bytes`` bytes.  ``delete`` removes what it reads (LOOKUP_AND_DELETE_BATCH)."""
+        self._check_iterable()
+        return _batch.dump_raw(self, delete=delete)
+
+    def dump(self, *, delete: bool = False, sum_cpus: bool = False) -> Dict[Any, Any]:
+        """Every entry as a ``dict`` of decoded keys and values (per-CPU values as lists,
+        or summed with ``sum_cpus``).  The fastest way to read a whole map into Python."""
+        kb, vb, n = self.dump_raw(delete=delete)
+        keys = self.key_codec.decode_many(kb, n)
+        vals = self._decode_values(vb, n)
+        if sum_cpus and self.percpu:
+            vals = [sum_values(v) for v in vals]
+        try:
+            return dict(zip(keys, vals))
+        except TypeError:
+            raise CodecError(f"{self._ctx}: its keys decode to unhashable values "
+                             "(arrays become lists): use items()") from None
+
+    def dump_numpy(self, *, delete: bool = False) -> Tuple[Any, Any]:
+        """Every entry as two numpy arrays (keys, values) with the BTF types' dtypes
+        (raw ``V<size>`` without BTF); per-CPU values have shape ``(n, ncpu)``."""
+        from .numpy_view import dump_numpy
+        return dump_numpy(self, delete=delete)
+
+    def drain(self, *, sum_cpus: bool = False) -> Dict[Any, Any]:
+        """Read and delete every entry (atomically per batch where the kernel can)."""
+        return self.dump(delete=True, sum_cpus=sum_cpus)
+
+    def update_batch(self, items: Union[Mapping[Any, Any], Iterable[Tuple[Any, Any]]],
+                     flags: int = UpdateFlags.ANY) -> int:
+        """Write many entries in one BPF_MAP_UPDATE_BATCH (per key where unsupported);
+        returns how many were written."""
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        kb = _batch.encode_keys(self, [k for k, _ in pairs])
+        vb = _batch.encode_values(self, [v for _, v in pairs])
+        return _batch.update_raw(self, kb, vb, len(pairs), flags)
+
+    def update_batch_raw(self, keys: Any, values: Any, count: int,
+                         flags: int = UpdateFlags.ANY) -> int:
+        """BPF_MAP_UPDATE_BATCH of ``count`` packed keys and values (bytes-like)."""
+        return _batch.update_raw(self, keys, values, count, flags)
+
+    def delete_batch(self, keys: Iterable[Any]) -> int:
+        """Delete many keys (BPF_MAP_DELETE_BATCH, per key where unsupported); every key
+        must exist.  Returns how many were deleted."""
+        ks = list(keys)
+        return _batch.delete_raw(self, _batch.encode_keys(self, ks), len(ks))
+
+    def delete_batch_raw(self, keys: Any, count: int) -> int:
+        return _batch.delete_raw(self, keys, count)
+
+    def lookup_batch(self, cursor: "_batch.BatchCursor", count: Optional[int] = None, *,
+                     delete: bool = False) -> List[Tuple[Any, Any]]:
+        """The next ``count`` (default: an automatic batch size) decoded entries after
+        ``cursor`` (a :class:`~pybpf.maps.BatchCursor`, updated in place; ``cursor.done``
+        once the map is exhausted)."""
+        kb, vb, n = _batch.lookup_chunk(self, cursor, count, delete=delete)
+        return list(zip(self.key_codec.decode_many(kb, n), self._decode_values(vb, n)))
+
+    def lookup_batch_into(self, cursor: "_batch.BatchCursor", keys: Any, values: Any,
+                          count: int, *, delete: bool = False) -> int:
+        """Zero-copy batch read into caller buffers (writable, ``count`` entries long);
+        returns the number of entries written."""
+        return _batch.lookup_into(self, cursor, keys, values, count, delete=delete)
+
+    def clear(self) -> int:
+        """Delete every entry (hash-like maps); returns how many were deleted."""
+        self._check_iterable()
+        return _batch.clear(self)
+
+    @property
+    def batch_supported(self) -> Optional[bool]:
+        """Whether BPF_MAP_LOOKUP_BATCH works on this map (``None``: not tried yet)."""
+        return self._batch_ok.get(Cmd.MAP_LOOKUP_BATCH) if self._batch_ok else None
+
+    # -- memory (BPF_F_MMAPABLE arrays, global data) ------------------------------------------
+    def memory(self, *, writable: Optional[bool] = None) -> Any:
+        """The map's values mapped into this process (:class:`~pybpf.maps.MapMemory`):
+        reads and writes are the kernel's memory, live.  Needs ``BPF_F_MMAPABLE`` (global
+        data maps are created with it).  ``writable=None`` maps read-write unless the map is
+        frozen or read-only for user space.  The mapping is shared and closed with the map.
+        """
+        m = self._memory
+        if m is None or m.closed or (writable and not m.writable):
+            from .memory import MapMemory
+            if m is not None:
+                m.close()
+            m = self._memory = MapMemory(self, writable=writable)
+        return m
+
+    @property
+    def mmapable(self) -> bool:
+        return bool(self.flags & MapFlags.MMAPABLE)
+
+    # -- queue / stack / bloom filter (pybpf.maps.keyless) --------------------------------------
+    def push(self, value: Any, flags: int = UpdateFlags.ANY) -> None:
+        """Queue/stack: add ``value`` (``UpdateFlags.EXIST`` overwrites the oldest when full).
+        Bloom filter: add ``value`` (test with ``value in m``)."""
+        _keyless.push(self, value, flags)
+
+    def pop(self, default: Any = KeyError) -> Any:
+        """Queue: remove and return the oldest value; stack: the newest.  ``default`` (if
+        given) when empty, else :class:`~pybpf.KeyNotFoundError`."""
+        return _keyless.pop(self, default)
+
+    def peek(self, default: Any = KeyError) -> Any:
+        """The value :meth:`pop` would return, without removing it."""
+        return _keyless.peek(self, default)
+
+    # -- map-in-map ------------------------------------------------------------------------------
+    def set_inner(self, key: Any, inner: Union["Map", int]) -> None:
+        """Store inner map ``inner`` (a :class:`Map` or map fd) at ``key`` of a map-in-map."""
+        self._need(_MAP_IN_MAP, "set_inner")
+        self.update(key, inner)
+
+    def inner_id(self, key: Any) -> int:
+        """The kernel id of the inner map at ``key`` (what lookups of a map-in-map return)."""
+        self._need(_MAP_IN_MAP, "inner_id")
+        return int.from_bytes(self.lookup_raw(self.key_bytes(key))[:4], "little")
+
+    def inner(self, key: Any) -> "Map":
+        """Open the inner map at ``key`` (a new :class:`Map` owning a new fd)."""
+        inner_spec = self.spec.inner_map if self.spec is not None else None
+        return Map.from_id(self.inner_id(key), spec=inner_spec)
+
+    def create_inner(self, name: Optional[str] = None) -> "Map":
+        """Create a new map from this map-in-map's inner map spec (to store with
+        :meth:`set_inner`)."""
+        self._need(_MAP_IN_MAP, "create_inner")
+        if self.spec is None or self.spec.inner_map is None:
+            raise BPFError(f"{self._ctx}: no inner map spec to create inner maps from")
+        s = self.spec.inner_map.copy()
+        if name:
+            s.name = name
+        return Map.create(s, kernel_name=s.name[:15])
+
+    def _need(self, types: frozenset, op: str) -> None:
+        if self.type not in types:
+            raise NotSupportedError(f"{op} on {self._ctx}",
+                                    f"not a {'/'.join(t.name for t in sorted(types))} map")
+
     def __repr__(self) -> str:
         t = self.type.name if isinstance(self.type, MapType) else self.type
         return f"<pybpf.Map {self.name} type={t} fd={'closed' if self.closed else self.fd}>"
+
+
+def _lpm_key(key: Any, key_size: int) -> Optional[bytes]:
+    """``struct bpf_lpm_trie_key`` bytes (host-order prefixlen, then the address bytes in
+    network order) for a network/address/``(prefixlen, data)``; ``None`` for other keys."""
+    if isinstance(key, str):
+        try:
+            key = ipaddress.ip_network(key, strict=False)
+        except ValueError:
+            return None
+    if isinstance(key, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        key = ipaddress.ip_network(key)
+    if isinstance(key, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        plen, data = key.prefixlen, key.network_address.packed
+    elif isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], (bytes, bytearray)) \
+            and isinstance(key[0], int):
+        plen, data = key
+    else:
+        return None
+    n = key_size - _LPM_HEADER
+    if len(data) > n:
+        raise CodecError(f"LPM key data of {len(data)} bytes does not fit {n}")
+    if not 0 <= plen <= 8 * n:
+        raise CodecError(f"LPM prefix length {plen} outside 0..{8 * n}")
+    return int(plen).to_bytes(4, "little" if _NATIVE_LE else "big") + bytes(data).ljust(n, b"\0")
+
+
+_NATIVE_LE = __import__("sys").byteorder == "little"
 
 
 def _map_info(fd: int) -> MapInfo:
@@ -305,4 +600,4 @@ def _map_info(fd: int) -> MapInfo:
     return MapInfo(id=i["id"], type=i["type"], name=i["name"], key_size=i["key_size"],
                    value_size=i["value_size"], max_entries=i["max_entries"], flags=i["map_flags"],
                    btf_id=i["btf_id"], btf_key_type_id=i["btf_key_type_id"],
-                   btf_value_type_id=i["btf_value_type_id"])
+                   btf_value_type_id=i["btf_value_type_id"], map_extra=i.get("map_extra", 0))

@@ -12,7 +12,12 @@ from ..consts import ProgType
 from ..spec.program import ProgramSpec
 from ..sys.fd import FD
 
-__all__ = ["Program", "ProgramInfo"]
+__all__ = ["Program", "ProgramInfo", "TestRunResult"]
+
+# Program types whose test runs hand the (modified) context back.
+_CTX_OUT_TYPES = frozenset({ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.SOCKET_FILTER,
+                            ProgType.XDP, ProgType.CGROUP_SKB, ProgType.LWT_IN, ProgType.LWT_OUT,
+                            ProgType.LWT_XMIT})
 
 
 @attrs.frozen
@@ -97,13 +102,29 @@ class Program:
                            map_ids=tuple(i.get("map_ids", ())))
 
     def test_run(self, data_in: bytes = b"", *, ctx_in: Optional[bytes] = None, repeat: int = 0,
-                 data_size_out: int = 0, ctx_size_out: int = 0, flags: int = 0, cpu: int = 0) -> "TestRunResult":
-        """Run the program once (or ``repeat`` times) in the kernel with BPF_PROG_TEST_RUN."""
+                 data_size_out: Optional[int] = None, ctx_size_out: Optional[int] = None,
+                 flags: int = 0, cpu: int = 0, batch_size: int = 0) -> "TestRunResult":
+        """Run the program in the kernel with BPF_PROG_TEST_RUN (BPF_PROG_RUN).
+
+        ``data_in`` is the packet (xdp, tc, socket filter, flow dissector), ``ctx_in``
+        the context (``struct __sk_buff``, ``xdp_md``, raw_tp args, a syscall
+        program's argument struct).  Output buffers default to ``len(data_in) + 256``
+        (programs may grow packets) and ``len(ctx_in)``; for syscall programs the
+        context as the program left it comes back as ``ctx_out``.  ``repeat`` runs
+        the program that many times (0 = once) and ``duration_ns`` is the average.
+        """
+        if data_size_out is None:
+            data_size_out = len(data_in) + 256 if data_in else 0
+        is_syscall = self.type == ProgType.SYSCALL
+        if ctx_size_out is None:
+            ctx_size_out = len(ctx_in) if ctx_in and self.type in _CTX_OUT_TYPES else 0
         r = _sys.prog_test_run(self.fd, data_in=data_in, ctx_in=ctx_in, repeat=repeat,
                                data_size_out=data_size_out, ctx_size_out=ctx_size_out,
-                               flags=flags, cpu=cpu, context=f"program {self.name}")
+                               flags=flags, cpu=cpu, batch_size=batch_size,
+                               context=f"program {self.name}")
+        ctx_out = r.get("ctx_in_after", b"") if is_syscall else r.get("ctx_out", b"")
         return TestRunResult(retval=r["retval"], duration_ns=r["duration"],
-                             data_out=r.get("data_out", b""), ctx_out=r.get("ctx_out", b""))
+                             data_out=r.get("data_out", b""), ctx_out=ctx_out)
 
     def attach(self, *args: Any, **kwargs: Any) -> Any:
         """Attach the program as its section name says; returns a Link (see :mod:`pybpf.link`)."""

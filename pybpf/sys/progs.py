@@ -9,6 +9,7 @@ from ..consts import Cmd
 from ._core import Buffer, Pins, attempt, bpf_call, new, set_name, sizeof
 from ._errors import bpf_error
 from ._libc import ffi
+from ..errors import SyscallError
 from .fd import FD
 
 __all__ = ["prog_load", "prog_test_run", "prog_attach", "prog_detach", "prog_query",
@@ -125,8 +126,13 @@ def prog_test_run(prog_fd: int, *, data_in: Optional[Buffer] = None, data_size_o
     if data_out is not None:
         a.data_out = pins.addr(data_out)
         a.data_size_out = data_size_out
+    ctx_copy = None
     if ctx_in:
-        a.ctx_in = pins.buf(ctx_in)
+        # A private copy: syscall programs write their context back into ctx_in, which
+        # must never be the caller's (possibly immutable) object.
+        ctx_copy = pins.new("char", len(ctx_in))
+        ffi.memmove(ctx_copy, bytes(ctx_in), len(ctx_in))
+        a.ctx_in = pins.addr(ctx_copy)
         a.ctx_size_in = len(ctx_in)
     ctx_out = pins.new("char", ctx_size_out) if ctx_size_out else None
     if ctx_out is not None:
@@ -136,7 +142,14 @@ def prog_test_run(prog_fd: int, *, data_in: Optional[Buffer] = None, data_size_o
     a.flags = flags
     a.cpu = cpu
     a.batch_size = batch_size
-    bpf_call(Cmd.PROG_TEST_RUN, a, sizeof("test_run_attr"), context)
+    try:
+        bpf_call(Cmd.PROG_TEST_RUN, a, sizeof("test_run_attr"), context)
+    except SyscallError as e:
+        if e.errno == errno.ENOSPC:
+            e.hint = (f"output buffers too small: the kernel needed data_size_out="
+                      f"{a.data_size_out}, ctx_size_out={a.ctx_size_out}")
+            e._message += f"; {e.hint}"
+        raise
     return {
         "retval": a.retval,
         "duration": a.duration,
@@ -144,6 +157,7 @@ def prog_test_run(prog_fd: int, *, data_in: Optional[Buffer] = None, data_size_o
         "ctx_out": ffi.unpack(ctx_out, min(a.ctx_size_out, ctx_size_out)) if ctx_out else b"",
         "data_size_out": a.data_size_out,
         "ctx_size_out": a.ctx_size_out,
+        "ctx_in_after": ffi.unpack(ctx_copy, len(ctx_in)) if ctx_copy is not None else b"",
     }
 
 

@@ -1,0 +1,322 @@
+"""Each collector against the real kernel: a known workload in a throwaway cgroup (or
+network namespace) must move the scraped counters by exactly that workload."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from .conftest import run_in_cgroup, syscall_loop
+
+pytestmark = pytest.mark.kernel
+
+SYS_getpid = 39 if os.uname().machine == "x86_64" else 172
+
+
+def test_syscalls_exact_counts_in_scope(start_collector, cgroup):
+    r = start_collector("syscalls", **{"scope.cgroup": cgroup})
+    assert r.c.hook == "raw_tp" and r.c.state == "up"
+    before = r.value("syscalls", ("getpid",))
+    n = 10_000
+
+    def work():
+        syscall_loop(SYS_getpid, n)()
+        for _ in range(100):
+            try:
+                os.open("/nonexistent-pybpf/x", os.O_RDONLY)
+            except OSError:
+                pass
+
+    assert run_in_cgroup(cgroup, work) == 0
+    m = r.metrics()
+    assert m["syscalls"].samples[("getpid",)] - before == n
+    assert m["syscall_errors"].samples[("openat", "ENOENT")] == 100
+    # per-process top-N: the child has exited, so its series is gone and its count is in "other"
+    assert m["process_syscalls"].samples[("other", "")] >= n
+
+
+def test_syscalls_every_variant_counts(start_collector, cgroup):
+    for hook in ("tp_btf", "tracepoint"):
+        r = start_collector("syscalls", hooks=[hook], **{"scope.cgroup": cgroup})
+        assert r.c.hook == hook
+        run_in_cgroup(cgroup, syscall_loop(SYS_getpid, 500))
+        assert r.value("syscalls", ("getpid",)) == 500
+        r.c.stop()
+
+
+def test_syscalls_sampling_scales_back(start_collector, cgroup):
+    from pybpf_agent.exporter import AgentCollector
+
+    r = start_collector("syscalls", sampling=4, **{"scope.cgroup": cgroup})
+    n = 40_000
+    run_in_cgroup(cgroup, syscall_loop(SYS_getpid, n))
+    raw = r.value("syscalls", ("getpid",))
+    assert 0.85 * n / 4 < raw < 1.15 * n / 4     # 1 in 4 counted in BPF
+
+    class FakeAgent:
+        carry = {}
+
+        def collector_failed(self, c, e):
+            raise e
+    out = {m.name: m for m in AgentCollector(FakeAgent()).collector_metrics(r.c)}
+    scaled = out["syscalls"].samples[("getpid", "true")]
+    assert out["syscalls"].labels == ("syscall", "sampled")
+    assert scaled == raw * 4
+
+
+def test_nonexistent_hook_is_reported(start_collector):
+    from pybpf_agent.collectors.base import CollectorError
+    with pytest.raises(CollectorError) as e:
+        start_collector("tcp", hooks=["raw_tp/pybpf_no_such_tracepoint"])
+    assert "raw_tp/pybpf_no_such_tracepoint" in str(e.value)
+
+
+def test_fallback_chain_degrades(start_collector):
+    r = start_collector("memory", hooks=["raw_tp/pybpf_no_such_tracepoint", "tp_btf"])
+    assert r.c.hook == "tp_btf"
+    assert r.c.state == "degraded" and "pybpf_no_such_tracepoint" in r.c.reason
+
+
+def test_process_exec_fork_exit_and_events(start_collector, cgroup):
+    r = start_collector("process", **{"scope.cgroup": cgroup})
+    assert r.c.transport == "ringbuf"
+    execs0 = r.value("process_execs")
+
+    def work():
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:
+                os.execv("/bin/true", ["true"])
+            os.waitpid(pid, 0)
+        pid = os.fork()
+        if pid == 0:
+            os.kill(os.getpid(), 9)
+        os.waitpid(pid, 0)
+
+    run_in_cgroup(cgroup, work)
+    deadline = time.time() + 2
+    while time.time() < deadline and len([e for e in r.c.recent if e["filename"] == "/bin/true"]) < 5:
+        time.sleep(0.05)
+    assert r.value("process_execs") - execs0 == 5
+    assert r.value("process_forks") == 6
+    assert r.value("process_exits", ("false",)) == 6     # 5 × true + the runner child
+    assert r.value("process_exits", ("true",)) == 1
+    evs = [e for e in r.c.recent if e["filename"] == "/bin/true"]
+    assert len(evs) == 5 and all(e["comm"] == "true" for e in evs)
+    assert all(e["cgroup_id"] == os.stat(cgroup).st_ino for e in evs)
+    sm = r.c.self_metrics()
+    assert sm["ringbuf_produced"] == sm["events_consumed"] == 5 and sm["ringbuf_dropped"] == 0
+
+
+def test_process_perf_buffer_fallback(start_collector, cgroup):
+    r = start_collector("process", events="perf", **{"scope.cgroup": cgroup})
+    assert r.c.transport == "perf"
+
+    def work():
+        pid = os.fork()
+        if pid == 0:
+            os.execv("/bin/true", ["true"])
+        os.waitpid(pid, 0)
+    run_in_cgroup(cgroup, work)
+    deadline = time.time() + 2
+    while time.time() < deadline and not r.c.recent:
+        time.sleep(0.05)
+    assert [e["filename"] for e in r.c.recent] == ["/bin/true"]
+
+
+def test_sched_runqueue_latency(start_collector, cgroup):
+    r = start_collector("sched", **{"scope.cgroup": cgroup})
+
+    def work():
+        for _ in range(200):
+            time.sleep(0.001)
+    run_in_cgroup(cgroup, work)
+    h = r.metrics()["sched_runqueue_latency_seconds"].samples[()]
+    assert h.count >= 200
+    assert h.sum / h.count < 0.1          # run-queue waits on an idle-ish host are short
+    counts = [c for _, c in h.buckets]
+    assert counts == sorted(counts)       # cumulative
+
+
+def test_tcp_transitions_latency_resets(start_collector, cgroup):
+    r = start_collector("tcp", **{"scope.cgroup": cgroup})
+
+    def work():
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        for _ in range(10):
+            c = socket.create_connection(srv.getsockname())
+            a, _ = srv.accept()
+            c.close()
+            a.close()
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        closed.close()
+        s = socket.socket()
+        try:
+            s.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            pass
+        s.close()
+        srv.close()
+    run_in_cgroup(cgroup, work)
+    m = r.metrics()
+    t = m["tcp_state_transitions"].samples
+    assert t[("SYN_SENT", "ESTABLISHED")] == 10
+    assert t[("SYN_RECV", "ESTABLISHED")] == 10
+    assert t[("CLOSE", "SYN_SENT")] == 11
+    assert m["tcp_connections_opened"].samples[("active",)] == 10
+    assert m["tcp_connect_latency_seconds"].samples[()].count == 10
+    assert m["tcp_resets_received"].samples[()] == 1
+
+
+def test_drops_by_reason(start_collector, cgroup):
+    r = start_collector("drops", **{"scope.cgroup": cgroup})
+
+    def work():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(50):
+            out.sendto(b"x", ("127.0.0.1", port))
+        out.close()
+    run_in_cgroup(cgroup, work)
+    drops = r.metrics()["skb_drops"].samples
+    assert drops.get(("NO_SOCKET", "udp")) == 50
+
+
+def test_memory_page_faults(start_collector, cgroup):
+    r = start_collector("memory", **{"scope.cgroup": cgroup})
+    pages = 8192
+
+    def work():
+        m = mmap.mmap(-1, pages * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(mmap.MADV_NOHUGEPAGE)
+        for i in range(0, pages * 4096, 4096):
+            m[i] = 1
+        m.close()
+    run_in_cgroup(cgroup, work)
+    assert r.value("page_faults") >= pages
+
+
+def test_memory_oom_kill(start_collector, cgroup):
+    memcg_root = "/sys/fs/cgroup/memory"
+    if not os.path.isdir(memcg_root):
+        pytest.skip("no cgroup v1 memory controller here")
+    r = start_collector("memory", **{"scope.cgroup": cgroup})
+    memcg = os.path.join(memcg_root, os.path.basename(cgroup))
+    os.mkdir(memcg)
+    try:
+        with open(os.path.join(memcg, "memory.limit_in_bytes"), "w") as f:
+            f.write(str(16 << 20))
+
+        def work():
+            with open(os.path.join(memcg, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+            blocks = []
+            for _ in range(64):
+                blocks.append(bytearray(1 << 20))
+        status = run_in_cgroup(cgroup, work)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9
+        assert r.value("oom_kills") == 1
+    finally:
+        for _ in range(50):
+            try:
+                os.rmdir(memcg)
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def _have(tool: str) -> bool:
+    return subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def veth():
+    """veth pair: host side `pbh<id>` (10.77.x.1) in this namespace, peer (10.77.x.2) in a
+    new network namespace; IPv6 off on both so only the test's packets cross it."""
+    if not _have("ip"):
+        pytest.skip("iproute2 not installed")
+    tag = f"{os.getpid() % 10000:04d}"
+    host, peer, ns = f"pbh{tag}", f"pbp{tag}", f"pybpf-agent-{tag}"
+    net = f"10.77.{os.getpid() % 250}"
+    sh = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+        sh("ip", "link", "set", peer, "netns", ns)
+        for cmd in ([], ["ip", "netns", "exec", ns]):
+            dev = host if not cmd else peer
+            sh(*cmd, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+        sh("ip", "addr", "add", f"{net}.1/24", "dev", host)
+        sh("ip", "link", "set", host, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{net}.2/24", "dev", peer)
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", peer, "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        yield {"host": host, "ns": ns, "host_ip": f"{net}.1", "peer_ip": f"{net}.2"}
+    finally:
+        subprocess.run(["ip", "link", "del", host], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _send_udp_from_netns(ns: str, dst: str, n: int, size: int) -> None:
+    code = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for _ in range({n}): s.sendto(b'x'*{size}, ('{dst}', 7777))\n")
+    subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", code], check=True)
+
+
+@pytest.mark.parametrize("hook", ["tcx", "tp_btf"])
+def test_network_packets_on_veth(start_collector, veth, hook):
+    r = start_collector("network", hooks=[hook], interfaces=[veth["host"]])
+    assert r.c.hook == hook
+    # prime ARP so the measured datagrams are the only UDP on the link
+    _send_udp_from_netns(veth["ns"], veth["host_ip"], 1, 10)
+    time.sleep(0.1)
+    key = (veth["host"], "ingress", "udp")
+    p0, b0 = r.value("network_packets", key), r.value("network_bytes", key)
+    _send_udp_from_netns(veth["ns"], veth["host_ip"], 100, 200)
+    time.sleep(0.1)
+    assert r.value("network_packets", key) - p0 == 100
+    assert r.value("network_bytes", key) - b0 == 100 * (200 + 8 + 20 + 14)
+
+
+def test_block_io_on_loop_device(start_collector, tmp_path):
+    if not _have("losetup"):
+        pytest.skip("losetup not installed")
+    img = tmp_path / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    dev = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(img)],
+                         capture_output=True, text=True)
+    if dev.returncode != 0:
+        pytest.skip(f"cannot set up a loop device: {dev.stderr.strip()}")
+    loop = dev.stdout.strip()
+    name = os.path.basename(loop)
+    try:
+        r = start_collector("block", devices=[name])
+        fd = os.open(loop, os.O_WRONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, 4096)
+        try:
+            for i in range(10):
+                os.pwrite(fd, buf, i * 4096)
+        finally:
+            os.close(fd)
+        time.sleep(0.05)
+        key = (name, "write")
+        assert r.value("block_io_requests", key) == 10
+        assert r.value("block_io_bytes", key) == 10 * 4096
+        h = r.metrics()["block_io_latency_seconds"].samples[key]
+        assert h.count == 10 and 0 < h.sum < 10
+    finally:
+        subprocess.run(["losetup", "-d", loop], capture_output=True)

@@ -1,0 +1,3 @@
+"""placeholder"""
+def run_suite(*a, **k):
+    raise NotImplementedError
