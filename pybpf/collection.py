@@ -13,7 +13,9 @@ import os
 import struct
 from typing import Any, Dict, List, Optional, Union
 
+from . import features
 from . import sys as _sys
+from .btf.sanitize import BTFFeatures
 from .btf import Kind, Spec
 from .btf.codec import BytesCodec, codec_for
 from .consts import MapFlags, MapType, ProgType
@@ -153,7 +155,7 @@ class _Loader:
         self.pin_root = os.fspath(pin_root) if pin_root is not None else None
         self.log_level = log_level
         self._kbtf: Optional[Spec] = None
-        self.fds: List[Any] = []
+        self.btf_feats = BTFFeatures.all()
 
     def kernel_btf(self) -> Spec:
         if self._kbtf is None:
@@ -171,7 +173,9 @@ class _Loader:
             for name, ps in self.spec.programs.items():
                 if not ps.autoload:
                     continue
-                programs[name] = load_program(ps, maps=maps, btf_fd=btf_fd,
+                # Without kernel FUNC support, programs load without func/line info.
+                prog_btf = btf_fd if self.btf_feats.func_info else None
+                programs[name] = load_program(ps, maps=maps, btf_fd=prog_btf,
                                               kernel_btf=self.kernel_btf, log_level=self.log_level,
                                               vmlinux_btf=lambda: load_kernel_btf(None))
             self._fill_contents(maps, programs)
@@ -188,10 +192,17 @@ class _Loader:
     # -- BTF ------------------------------------------------------------------------------
     def _load_btf(self) -> Optional[FD]:
         btf = self.spec.btf
-        if btf is None:
+        if btf is None or not features.have_feature("btf"):
+            return None
+        # Rewrite what this kernel's BTF loader does not know (DECL_TAG, TYPE_TAG, ENUM64,
+        # FLOAT, DATASEC, func linkage) as libbpf does; ids stay, so CO-RE and the value
+        # codecs keep using the original BTF.
+        self.btf_feats = features.btf_features()
+        kernel_side = features.prepare_object_btf(btf, self.btf_feats)
+        if kernel_side is None:
             return None
         try:
-            return _sys.btf_load(btf.raw, context=f"object {self.spec.name}")
+            return _sys.btf_load(kernel_side.raw, context=f"object {self.spec.name}")
         except SyscallError as e:
             # As libbpf: continue without BTF (maps/programs lose type info and line info).
             log.warning("object %s: kernel refused the object's BTF (%s); loading without it",
@@ -202,7 +213,10 @@ class _Loader:
     def _create_map(self, name: str, ms: MapSpec, btf_fd: Optional[FD]) -> Map:
         kname = self.spec.kernel_map_names.get(name, ms.name)
         if ms.kind == MapKind.DATA:
-            ms.flags |= MapFlags.MMAPABLE
+            if features.have_feature("mmapable_arrays"):
+                ms.flags |= MapFlags.MMAPABLE
+            if not self.btf_feats.datasec:
+                btf_fd = None  # a key-less map BTF is only valid with a DATASEC value type
         pin_path = None
         if ms.pinning == Pinning.BY_NAME:
             root = self.pin_root or "/sys/fs/bpf"

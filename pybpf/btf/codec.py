@@ -264,9 +264,11 @@ class _Compiler:
         self.slots: List[_Slot] = []
         self.guards: List[str] = []
         self.top_record: Optional[Tuple[type, List[Optional[str]]]] = None
-        self.ns: Dict[str, Any] = {"_tn": _tuple_new, "_Slow": _Slow, "_cs": _enc_chars,
-                                   "_bs": _enc_bytes, "_seq": _seq, "_bf": _bitfield,
-                                   "_ib": partial(int.from_bytes, byteorder=cache.order)}
+        order = cache.order
+        self.ns: Dict[str, Any] = {
+            "_tn": _tuple_new, "_Slow": _Slow, "_cs": _enc_chars, "_bs": _enc_bytes, "_seq": _seq,
+            "_bf": _bitfield, "_ib": lambda b, signed: int.from_bytes(b, order, signed=signed),
+            "_ibe": lambda v, size, signed: _enc_bigint(v, size, order, signed)}
 
     def _name(self, obj: Any, prefix: str) -> str:
         n = f"_{prefix}{len(self.ns)}"
@@ -288,8 +290,7 @@ class _Compiler:
             return self._int(t, off, x)
         if k in (Kind.ENUM, Kind.ENUM64):
             s = self._slot(off, t.size, _INT_CODE[(t.size, t.signed)], 1, x)  # type: ignore[union-attr]
-            en = self._name(self.c.enum_map(rid), "e")
-            return f"{en}.get({s}, {s})"
+            return self._enum_expr(rid, s)
         if k == Kind.PTR:
             return self._slot(off, 8, "Q", 1, x)
         if k == Kind.FLOAT:
@@ -301,10 +302,7 @@ class _Compiler:
         if k == Kind.STRUCT or k == Kind.DATASEC:
             return self._record(rid, off, x, depth)
         if k == Kind.UNION:
-            sub = self.c.codec(rid)
-            d = self._name(sub.decode, "u")
-            e = self._name(sub.encode, "ue")
-            return f"{d}({self._slot(off, t.size, f'{t.size}s', 1, f'{e}({x})')})"  # type: ignore[union-attr]
+            return self._union(rid, off, t.size, x)  # type: ignore[union-attr]
         if k == Kind.VAR:
             return self.build(t.type, off, x, depth + 1)  # type: ignore[union-attr]
         raise CodecError(f"no value codec for BTF {k.name} {spec.type_name(rid)}")
@@ -317,9 +315,8 @@ class _Compiler:
             return self._slot(off, 1, "?", 1, x)
         code = _INT_CODE.get((size, signed))
         if code is None:  # __int128 and other odd sizes: through int.from_bytes
-            conv = self._name(partial(int.from_bytes, byteorder=self.c.order, signed=signed), "i")
-            enc = self._name(partial(_enc_bigint, size=size, order=self.c.order, signed=signed), "ie")
-            return f"{conv}({self._slot(off, size, f'{size}s', 1, f'{enc}({x})')})"
+            s = self._slot(off, size, f"{size}s", 1, f"_ibe({x}, {size}, {signed})")
+            return f"_ib({s}, {signed})"
         return self._slot(off, size, code, 1, x)
 
     def _array(self, etid: int, n: int, off: int, x: str, depth: int) -> str:
@@ -339,10 +336,9 @@ class _Compiler:
             return f"list({s})"
         es = spec.sizeof(erid)
         if n > _EXPAND_LIMIT:
-            sub = _ArrayCodec(self.c.codec(erid), n)
-            d = self._name(sub.decode, "a")
-            e = self._name(sub.encode, "ae")
-            return f"{d}({self._slot(off, n * es, f'{n * es}s', 1, f'{e}({x})')})"
+            long = self._long_array(erid, n, es, off, x)
+            if long is not None:
+                return long
         self.guards.append(f"len({x}) == {n}")
         return "[" + ", ".join(self.build(erid, off + i * es, f"{x}[{i}]", depth + 1)
                                for i in range(n)) + "]"
@@ -358,15 +354,36 @@ class _Compiler:
             return "Q"
         return None
 
+    # -- hooks: how values are named and built (pybpf.btf.pygen overrides them) -------------
+    def _enum_expr(self, rid: int, s: str) -> str:
+        return f"{self._name(self.c.enum_map(rid), 'e')}.get({s}, {s})"
+
+    def _member(self, x: str, i: int, name: str) -> str:
+        return f"{x}[{i}]"
+
+    def _record_expr(self, rid: int, x: str, parts: List[str]) -> str:
+        cls = self.c.record(rid)[0]
+        cn = self._name(cls, "C")   # our records, or plain tuples of the right length
+        self.guards.append(f"(type({x}) is {cn} or type({x}) is tuple and len({x}) == {len(parts)})")
+        return f"_tn({cn}, ({', '.join(parts)},))" if parts else f"_tn({cn}, ())"
+
+    def _union(self, rid: int, off: int, size: int, x: str) -> str:
+        sub = self.c.codec(rid)
+        d, e = self._name(sub.decode, "u"), self._name(sub.encode, "ue")
+        return f"{d}({self._slot(off, size, f'{size}s', 1, f'{e}({x})')})"
+
+    def _long_array(self, erid: int, n: int, es: int, off: int, x: str) -> Optional[str]:
+        sub = _ArrayCodec(self.c.codec(erid), n)
+        d, e = self._name(sub.decode, "a"), self._name(sub.encode, "ae")
+        return f"{d}({self._slot(off, n * es, f'{n * es}s', 1, f'{e}({x})')})"
+
     def _record(self, rid: int, off: int, x: str, depth: int) -> str:
         spec = self.spec
         cls, members = self.c.record(rid)
-        cn = self._name(cls, "C")  # records, or plain tuples of the right length
-        self.guards.append(f"(type({x}) is {cn} or type({x}) is tuple and len({x}) == {len(members)})")
         parts: List[Optional[str]] = [None] * len(members)
         bitfields = []
         for i, (moff, mbits, mtid) in enumerate(members):
-            xi = f"{x}[{i}]"
+            xi = self._member(x, i, cls._fields[i])
             if mbits:
                 mt = spec.type(spec.skip_modifiers(mtid))
                 signed = bool(getattr(mt, "signed", False))
@@ -380,13 +397,11 @@ class _Compiler:
             exprs = self._bits([(b, n, s, xi) for _, b, n, s, xi, _ in bitfields])
             for (i, _, _, _, _, mt), e in zip(bitfields, exprs):
                 if mt.kind in (Kind.ENUM, Kind.ENUM64):
-                    en = self._name(self.c.enum_map(spec.skip_modifiers(members[i][2])), "e")
-                    e = f"{en}.get({e}, {e})"
+                    e = self._enum_expr(spec.skip_modifiers(members[i][2]), e)
                 parts[i] = e
-        cname = self._name(cls, "C")
         if depth == 0:
             self.top_record = (cls, list(parts))
-        return f"_tn({cname}, ({', '.join(parts)},))" if parts else f"_tn({cname}, ())"
+        return self._record_expr(rid, x, parts)  # type: ignore[arg-type]
 
     def _bits(self, fields: List[Tuple[int, int, bool, str]]) -> List[str]:
         """Bitfields ``(absolute bit offset, bits, signed, encode expr)`` -> decode exprs.
@@ -413,8 +428,7 @@ class _Compiler:
                               for j in idx)
             code = _INT_CODE.get((size, False))
             if code is None:
-                ie = self._name(partial(_enc_bigint, size=size, order=self.c.order, signed=False), "ie")
-                ref = f"_ib({self._slot(start, size, f'{size}s', 1, f'{ie}({pack})')})"
+                ref = f"_ib({self._slot(start, size, f'{size}s', 1, f'_ibe({pack}, {size}, False)')}, False)"
             else:
                 ref = self._slot(start, size, code, 1, pack)
             for j in idx:

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 from .. import sys as _sys
 from ..consts import MapType
-from ..errors import BPFError, NotSupportedError, SyscallError
+from ..errors import BPFError, SyscallError
 from .base import Callback, DropCounter, EventReader
 from .reader import RingBufReader
 
@@ -48,22 +48,18 @@ _probed: Optional[bool] = None
 def have_ringbuf() -> bool:
     """Whether the running kernel has BPF_MAP_TYPE_RINGBUF (Linux 5.8+).
 
-    Asks :mod:`pybpf.features` when it offers ``have_map_type``; otherwise creates
-    (and closes) a one-page ring buffer map.  The answer is cached.
+    Asks :func:`pybpf.features.have_map_type` (cached probes); without that
+    package, creates and closes a one-page ring buffer map (answer cached here).
     """
-    global _probed
     try:
-        from ..features import have_map_type  # type: ignore[attr-defined]
+        from .. import features
     except ImportError:
-        have_map_type = None
-    if have_map_type is not None:
-        try:
-            answer = have_map_type(MapType.RINGBUF)
-        except NotSupportedError:
-            return False
-        if answer is None:                     # "no error" style: supported
-            return True
-        return bool(getattr(answer, "supported", answer))
+        return _probe_ringbuf()
+    return bool(features.have_map_type(MapType.RINGBUF))
+
+
+def _probe_ringbuf() -> bool:
+    global _probed
     if _probed is None:
         try:
             _sys.map_create(map_type=MapType.RINGBUF, key_size=0, value_size=0,

@@ -138,3 +138,36 @@ def start_collector(agent_objects) -> Iterator[Callable[..., Running]]:
     yield start
     for c in started:
         c.stop()
+
+
+@pytest.fixture
+def loop_device(tmp_path) -> Iterator[str]:
+    """An 8 MiB loop device with direct I/O (name like ``loop3``), detached after the test."""
+    import shutil
+    import subprocess
+    if shutil.which("losetup") is None:
+        pytest.skip("losetup not installed")
+    img = tmp_path / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(8 << 20)
+    r = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(img)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot set up a loop device: {r.stderr.strip()}")
+    dev = r.stdout.strip()
+    try:
+        yield os.path.basename(dev)
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def direct_writes(dev: str, n: int) -> None:
+    """``n`` 4 KiB O_DIRECT writes to /dev/<dev>."""
+    import mmap
+    fd = os.open(f"/dev/{dev}", os.O_WRONLY | os.O_DIRECT)
+    buf = mmap.mmap(-1, 4096)
+    try:
+        for i in range(n):
+            os.pwrite(fd, buf, i * 4096)
+    finally:
+        os.close(fd)

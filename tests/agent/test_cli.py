@@ -69,3 +69,19 @@ def test_probe_prints_plan(agent_objects):
     lines = {l.split()[0]: l for l in out.splitlines() if l.strip()}
     assert "raw_tp" in lines["syscalls"] and " up " in lines["syscalls"]
     assert " down " in lines["tcp"] and "pybpf_nope" in lines["tcp"]
+
+
+@pytest.mark.kernel
+def test_top_prints_tables_and_histograms(agent_objects):
+    r = run("top", "--interval", "0.5", "--count", "1", "--top", "3")
+    assert r.returncode == 0, r.stderr
+    assert "SYSCALL" in r.stdout and "CALLS/s" in r.stdout and "run-queue latency" in r.stdout
+    assert "|" in r.stdout and "\x1b[" not in r.stdout   # bars; no escapes when not a terminal
+
+
+def test_log2_bars():
+    from pybpf_agent.metrics import Histogram
+    from pybpf_agent.top import log2_bars
+    rows = log2_bars(Histogram([(1e-6, 0.0), (2e-6, 4.0), (4e-6, 6.0)], 1e-5, 6.0), width=10)
+    assert rows[2].strip().startswith("1us -> 2us : 4") and rows[2].endswith("|**********|")
+    assert rows[3].strip().startswith("2us -> 4us : 2") and rows[3].endswith("|*****     |")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .conftest import run_in_cgroup, syscall_loop
+from .conftest import direct_writes, run_in_cgroup, syscall_loop
 
 pytestmark = pytest.mark.kernel
 
@@ -291,32 +291,13 @@ def test_network_packets_on_veth(start_collector, veth, hook):
     assert r.value("network_bytes", key) - b0 == 100 * (200 + 8 + 20 + 14)
 
 
-def test_block_io_on_loop_device(start_collector, tmp_path):
-    if not _have("losetup"):
-        pytest.skip("losetup not installed")
-    img = tmp_path / "disk.img"
-    with open(img, "wb") as f:
-        f.truncate(8 << 20)
-    dev = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(img)],
-                         capture_output=True, text=True)
-    if dev.returncode != 0:
-        pytest.skip(f"cannot set up a loop device: {dev.stderr.strip()}")
-    loop = dev.stdout.strip()
-    name = os.path.basename(loop)
-    try:
-        r = start_collector("block", devices=[name])
-        fd = os.open(loop, os.O_WRONLY | os.O_DIRECT)
-        buf = mmap.mmap(-1, 4096)
-        try:
-            for i in range(10):
-                os.pwrite(fd, buf, i * 4096)
-        finally:
-            os.close(fd)
-        time.sleep(0.05)
-        key = (name, "write")
-        assert r.value("block_io_requests", key) == 10
-        assert r.value("block_io_bytes", key) == 10 * 4096
-        h = r.metrics()["block_io_latency_seconds"].samples[key]
-        assert h.count == 10 and 0 < h.sum < 10
-    finally:
-        subprocess.run(["losetup", "-d", loop], capture_output=True)
+def test_block_io_on_loop_device(start_collector, loop_device):
+    r = start_collector("block", devices=[loop_device])
+    direct_writes(loop_device, 10)
+    time.sleep(0.05)
+    key = (loop_device, "write")
+    assert r.value("block_io_requests", key) == 10
+    assert r.value("block_io_bytes", key) == 10 * 4096
+    h = r.metrics()["block_io_latency_seconds"].samples[key]
+    assert h.count == 10 and 0 < h.sum < 10
+    assert {k[0] for k in r.metrics()["block_io_requests"].samples} == {loop_device}

@@ -8,7 +8,6 @@ one data page make 80-byte records wrap the end of the ring.
 from __future__ import annotations
 
 import asyncio
-import os
 import select
 import struct
 import time

@@ -18,7 +18,7 @@ from typing import Dict, List, Tuple
 import pytest
 
 import pybpf
-from pybpf.consts import BPF_RB_NO_WAKEUP, MapType
+from pybpf.consts import BPF_RB_NO_WAKEUP
 from pybpf.ringbuf import (Record, RingBuffer, RingBufReader, RingStats, UserRingBuffer, copy)
 from tests.conftest import ROOT, fd_count
 

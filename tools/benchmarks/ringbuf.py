@@ -28,7 +28,7 @@ import struct
 import sys
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Tuple
 
 ANCHOR_TARGETS = ["build/ringbuf.bpf.o", "build/ringbuf_bench"]
 
