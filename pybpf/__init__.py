@@ -24,14 +24,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "load_collection_spec", "load", "CollectionSpec", "MapSpec", "ProgramSpec", "VariableSpec",
-    "Pinning", "BTFSpec", "Collection", "Map", "Program", "Variable",
+    "Pinning", "BTFSpec", "Collection", "Map", "Program", "Variable", "Link", "enable_run_stats",
     "BPFError", "ParseError", "LinkError", "CORERelocationError", "NotSupportedError",
     "IncompatibleError", "KeyNotFoundError", "KeyExistsError", "SyscallError",
     "PermissionDeniedError", "VerifierError", "__version__",
 ]
 
 _LIVE = {"load": "collection", "Collection": "collection", "Variable": "collection",
-         "Map": "maps.map", "Program": "progs.program"}
+         "Map": "maps.map", "Program": "progs.program", "Link": "link.base",
+         "enable_run_stats": "progs.stats"}
 
 
 def __getattr__(name: str):

@@ -22,7 +22,7 @@ from .consts import MapFlags, MapType, ProgType
 from .elf import load_collection_spec
 from .errors import BPFError, IncompatibleError, NotSupportedError, SyscallError
 from .kbtf import load_kernel_btf
-from .maps.map import Map
+from .maps.map import Map, possible_cpus
 from .progs.loader import load_program
 from .progs.program import Program
 from .spec import CollectionSpec, MapKind, MapSpec, Pinning, VariableSpec
@@ -212,6 +212,8 @@ class _Loader:
     # -- maps -----------------------------------------------------------------------------
     def _create_map(self, name: str, ms: MapSpec, btf_fd: Optional[FD]) -> Map:
         kname = self.spec.kernel_map_names.get(name, ms.name)
+        if ms.type == MapType.PERF_EVENT_ARRAY and ms.max_entries == 0:
+            ms.max_entries = possible_cpus()   # one slot per CPU, as libbpf sizes it
         if ms.kind == MapKind.DATA:
             if features.have_feature("mmapable_arrays"):
                 ms.flags |= MapFlags.MMAPABLE

@@ -39,6 +39,10 @@ def find_clang() -> str:
                      "emit ENUM64/TYPE_MATCHES)")
 
 
+def find_strip() -> "str | None":
+    return shutil.which("llvm-strip-19") or shutil.which("llvm-strip")
+
+
 def vmlinux_h(out_dir: Path, btf_path: str = "/sys/kernel/btf/vmlinux") -> Path:
     """Generate (once) OUT_DIR/vmlinux.h from kernel BTF with pybpf's dumper."""
     sys.path.insert(0, str(ROOT))
@@ -81,6 +85,13 @@ def build(out_dir: Path, sources: Iterable[Path], extra_cflags: Iterable[str] = 
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 raise SystemExit(f"clang failed for {src}:\n{r.stderr}")
+            # Drop DWARF (kept: .BTF and .BTF.ext, which carry types and line info), as
+            # libbpf-based projects do: objects get ~10x smaller and faster to open.
+            strip = find_strip()
+            if strip:
+                r = subprocess.run([strip, "-g", str(obj)], capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise SystemExit(f"llvm-strip failed for {obj}:\n{r.stderr}")
         outs.append(obj)
     return outs
 

@@ -186,3 +186,12 @@ def test_map_in_map(basic):
     assert basic.maps["inner_b"][1] == 1001
     inner_id = struct.unpack("I", outer.lookup_raw(struct.pack("I", 0)))[0]
     assert inner_id == basic.maps["inner_a"].info().id
+
+
+def test_run_stats(basic):
+    prog = basic.programs["compute"]
+    with pybpf.enable_run_stats():
+        for _ in range(3):
+            prog.test_run()
+        info = prog.info()
+    assert info.run_cnt >= 3 and info.run_time_ns > 0
