@@ -3,7 +3,8 @@
  * per-process call counts.
  *
  * Hook variants (the agent enables one pair; `?` = not loaded unless chosen):
- *   raw_tp     raw_tp/sys_enter + raw_tp/sys_exit  (default: cheapest, cheap detach)
+ *   raw_tp     raw_tp/sys_enter (count_sys_enter) + raw_tp/sys_exit  (default: cheapest,
+ *              cheap detach)
  *   tp_btf     tp_btf/sys_enter + tp_btf/sys_exit
  *   tracepoint tracepoint/raw_syscalls/sys_enter + sys_exit (perf event based)
  * All aggregation is in per-CPU maps: the hot path takes no lock and shares no
@@ -80,8 +81,11 @@ static __always_inline void on_exit(long id, long ret)
 	percpu_hash_add(&syscall_errors, &k, 1);
 }
 
-SEC("?raw_tp/sys_enter")
-int BPF_PROG(raw_sys_enter, struct pt_regs *regs, long id)
+/* Not `?`: an object loaded as is (a skeleton-style attach of every program, as the
+ * wheel test does) counts syscalls with this one program; the agent enables
+ * exactly the programs of the variant it picks. */
+SEC("raw_tp/sys_enter")
+int BPF_PROG(count_sys_enter, struct pt_regs *regs, long id)
 {
 	on_enter(id);
 	return 0;

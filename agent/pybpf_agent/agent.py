@@ -25,7 +25,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import __version__
 from .collectors import COLLECTORS
 from .collectors.base import Collector, CollectorError, Env, State
 from .config import load_config
@@ -197,7 +196,10 @@ class Agent:
                     continue
                 log.info("reload: collector %s changed", name)
                 if c.running:
-                    self._absorb(name, c.metrics())
+                    try:
+                        self._absorb(name, c.metrics())
+                    except Exception as e:   # its last good read is lost, not the reload
+                        log.warning("reload: final read of %s failed: %s", name, e)
                     c.stop()
                 new = COLLECTORS[name](ccfg, self.env)
                 self.collectors[name] = new
@@ -251,7 +253,8 @@ class Agent:
         self.server = MetricsServer(parse_listen(self.cfg["listen"]), self.registry, self.ready,
                                     cert_file=self.cfg["tls"]["cert_file"],
                                     key_file=self.cfg["tls"]["key_file"],
-                                    username=self.cfg["basic_auth"]["username"], password=password)
+                                    username=self.cfg["basic_auth"]["username"], password=password,
+                                    text=self.exporter.render_text)
         self.server.start()
         host, port = self.server.address
         log.info("serving %s://%s:%d/metrics", "https" if self.server.tls else "http", host, port)

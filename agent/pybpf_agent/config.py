@@ -20,7 +20,7 @@ import copy
 import ipaddress
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .schema import ConfigError, Field, ListOf, MapOf, Section, lookup, validate
 
@@ -192,6 +192,9 @@ SCHEMA = Section({
         "memory": Section(_common("Variants: tp_btf, raw_tp.")),
         "user": Section({
             "enabled": Field("bool", True, "load the programs listed below"),
+            "series_budget": Field("int", 5000, "most series exported per metric", minimum=1),
+            "min_read_interval": Field("float", 0.0, "seconds a map read is reused across scrapes",
+                                       minimum=0.0),
             "programs": ListOf(Section({
                 "name": Field("str", "", "name (the collector label)"),
                 "object": Field("str", "", "path to the .bpf.o"),

@@ -11,7 +11,7 @@ import bisect
 import ipaddress
 import re
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from .cgroups import CgroupNames
 from .names import device_name, errno_name, ifname, signal_name, syscall_name

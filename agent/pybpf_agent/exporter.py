@@ -148,6 +148,16 @@ class AgentCollector:
             out.append(m)
         return out
 
+    def render_text(self) -> bytes:
+        """The whole scrape in the text format, without building MetricFamily objects."""
+        from .exposition import render
+        with self.lock:
+            metrics: List[Metric] = []
+            for c in self.agent.active_collectors():
+                metrics.extend(self.collector_metrics(c))
+            metrics.extend(self.agent.self_metrics(self))
+            return render(self.agent.namespace, metrics)
+
     def _collect(self) -> Iterator[Any]:
         ns = self.agent.namespace
         for c in self.agent.active_collectors():

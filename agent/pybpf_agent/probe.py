@@ -9,7 +9,7 @@ file, tracefs).  The plan is, per collector, the hook chain to try and, after
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 __all__ = ["probe_features", "FEATURES", "format_table"]
 

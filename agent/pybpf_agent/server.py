@@ -1,7 +1,8 @@
 """The HTTP endpoint: ``/metrics``, ``/healthz``, ``/readyz`` (threaded, optional TLS and basic auth).
 
-* ``/metrics`` -- Prometheus text format (OpenMetrics when the scraper asks),
-  produced by prometheus_client from the registry holding
+* ``/metrics`` -- Prometheus text format rendered directly from the agent's
+  metrics (:mod:`.exposition`, the fast path); OpenMetrics, when the scraper
+  asks for it, through prometheus_client from the registry holding
   :class:`~pybpf_agent.exporter.AgentCollector`.
 * ``/healthz`` -- 200 while the process serves (liveness).
 * ``/readyz`` -- 200 once every collector the plan enabled is attached and has
@@ -35,8 +36,9 @@ class MetricsServer:
 
     def __init__(self, address: Tuple[str, int], registry: Any, ready: Callable[[], Tuple[bool, dict]],
                  *, cert_file: str = "", key_file: str = "", username: str = "", password: str = "",
-                 metrics_path: str = "/metrics"):
+                 metrics_path: str = "/metrics", text: Optional[Callable[[], bytes]] = None):
         self.registry = registry
+        self.text = text
         self.ready = ready
         self.metrics_path = metrics_path
         self._auth = None
@@ -45,10 +47,11 @@ class MetricsServer:
             self._auth = f"Basic {token}"
         handler = self._handler_class()
         host, port = address
+        server_cls = _Server
         if ":" in host:
             import socket
-            _Server.address_family = socket.AF_INET6
-        self.httpd = _Server((host, port), handler)
+            server_cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+        self.httpd = server_cls((host, port), handler)
         self.tls = bool(cert_file)
         if cert_file:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -114,9 +117,14 @@ class MetricsServer:
                     return
                 if path == server.metrics_path:
                     from prometheus_client.exposition import choose_encoder
-                    encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                    accept = self.headers.get("Accept", "")
+                    encoder, ctype = choose_encoder(accept)
                     try:
-                        body = encoder(server.registry)
+                        if server.text is not None and "application/openmetrics-text" not in accept:
+                            from .exposition import CONTENT_TYPE
+                            body, ctype = server.text(), CONTENT_TYPE
+                        else:
+                            body = encoder(server.registry)
                     except Exception as e:   # never kill the server thread
                         log.exception("scrape failed")
                         self._send(500, f"scrape failed: {e}\n".encode())

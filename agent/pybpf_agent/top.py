@@ -8,7 +8,6 @@ prints per-interval deltas.  Plain ANSI escapes (cursor home + clear), no curses
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import sys

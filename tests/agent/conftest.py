@@ -6,15 +6,18 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 AGENT_BPF = ROOT / "agent" / "pybpf_agent" / "bpf"
+if str(ROOT / "agent") not in sys.path:   # importable without `pip install -e .` too
+    sys.path.insert(0, str(ROOT / "agent"))
 
 pytest.importorskip("prometheus_client")
 

@@ -3,7 +3,6 @@ network namespace) must move the scraped counters by exactly that workload."""
 
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import socket
@@ -301,3 +300,23 @@ def test_block_io_on_loop_device(start_collector, loop_device):
     h = r.metrics()["block_io_latency_seconds"].samples[key]
     assert h.count == 10 and 0 < h.sum < 10
     assert {k[0] for k in r.metrics()["block_io_requests"].samples} == {loop_device}
+
+
+def test_ringbuf_drops_are_exact(start_collector, cgroup):
+    r = start_collector("process", **{"scope.cgroup": cgroup, "performance.ringbuf_size": 4096})
+    r.c._stop.set()                      # pause the consumer: the 4 KiB ring fills up
+    r.c._thread.join()
+
+    def work():
+        for _ in range(40):
+            pid = os.fork()
+            if pid == 0:
+                os.execv("/bin/true", ["true"])
+            os.waitpid(pid, 0)
+    run_in_cgroup(cgroup, work)
+    sm = r.c.self_metrics()
+    assert sm["ringbuf_dropped"] > 0
+    assert sm["ringbuf_produced"] + sm["ringbuf_dropped"] == 40
+    assert r.value("process_execs") == 40
+    r.c._reader.consume()
+    assert r.c.consumed == sm["ringbuf_produced"]     # nothing produced was lost

@@ -36,8 +36,6 @@ def test_default_config_serves_and_stops_within_a_second(agent_objects):
 def test_broken_collector_leaves_others_running(agent_objects, tmp_path, cgroup):
     cfg = tmp_path / "agent.yaml"
     cfg.write_text("collectors:\n"
-                   "  tcp:\n    hooks: [tracepoint_does_not_exist]\n" if False else
-                   "collectors:\n"
                    "  tcp:\n    hooks: [raw_tp/pybpf_no_such_tracepoint]\n"
                    "  process: {enabled: false}\n  sched: {enabled: false}\n  block: {enabled: false}\n"
                    "  network: {enabled: false}\n  drops: {enabled: false}\n  memory: {enabled: false}\n")
@@ -111,3 +109,37 @@ def test_pinned_counters_survive_restart(agent_objects, tmp_path, cgroup, bpffs)
         assert (pin / "syscalls" / "syscall_counts").exists()
     finally:
         shutil.rmtree(pin, ignore_errors=True)
+
+
+def test_runtime_failure_restarts_with_backoff_and_keeps_counts(agent_objects, cgroup):
+    from pybpf_agent.agent import Agent
+    from .conftest import make_config
+    overrides = {f"collectors.{n}.enabled": False for n in
+                 ("process", "sched", "block", "tcp", "network", "drops", "memory")}
+    overrides.update({"scope.cgroup": cgroup, "restart.initial_backoff": 0.05,
+                      "restart.max_backoff": 0.2})
+    agent = Agent(make_config(**overrides))
+    agent.build()
+    agent.start_collectors()
+    agent.ready_seconds = 0.0
+    try:
+        run_in_cgroup(cgroup, syscall_loop(SYS_getpid, 70))
+
+        def getpid_total():
+            for m in agent.exporter.collector_metrics(agent.collectors["syscalls"]):
+                if m.name == "syscalls":
+                    return m.samples.get(("getpid",), 0.0)
+            return None
+        assert getpid_total() == 70
+        agent.collectors["syscalls"].coll.maps["syscall_counts"].close()   # reads now fail
+        assert getpid_total() is None
+        c = agent.collectors["syscalls"]
+        assert c.state == "down" and "failed at run time" in c.reason
+        assert agent.ready()[0] is True          # a down collector does not block readiness
+        time.sleep(0.1)
+        agent._restart_due()
+        assert agent.collectors["syscalls"].state == "up" and agent.restarts["syscalls"] == 1
+        run_in_cgroup(cgroup, syscall_loop(SYS_getpid, 30))
+        assert getpid_total() == 100             # 70 carried over + 30 counted by the new instance
+    finally:
+        agent.shutdown()

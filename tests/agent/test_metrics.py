@@ -87,3 +87,28 @@ def test_decoders(decoders, raw, want):
     if decoders[0]["name"] == "syscall" and os.uname().machine != "x86_64":
         pytest.skip("x86_64 numbers")
     assert build_chain(decoders, "t")(raw) == want
+
+
+def test_fast_text_exposition_matches_prometheus_client():
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    from pybpf_agent.exposition import render
+    metrics = [
+        Metric("counter", "calls", "Calls.", ("syscall", "errno"),
+               {("openat", "ENOENT"): 100.0, ('we"ird\\', "x\ny"): 1.5}),
+        Metric("gauge", "agent_up", "Up.", (), {(): 1.0}),
+        Metric("histogram", "lat_seconds", "Latency.", ("device",),
+               {("vda",): Histogram([(1.024e-06, 1.0), (2.048e-06, 3.0)], 4.5e-06, 4.0)}),
+    ]
+
+    class C:
+        def collect(self):
+            for m in metrics:
+                yield family("pybpf", m)
+    reg = CollectorRegistry()
+    reg.register(C())
+
+    def parsed(text):
+        return sorted((s.name, tuple(sorted(s.labels.items())), s.value)
+                      for f in text_string_to_metric_families(text) for s in f.samples)
+    assert parsed(render("pybpf", metrics).decode()) == parsed(generate_latest(reg).decode())

@@ -15,9 +15,15 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def user_object(tmp_path_factory) -> Path:
+def user_object(tmp_path_factory, agent_objects) -> Path:
+    import shutil
     from tools.build_bpf import build
-    return build(tmp_path_factory.mktemp("userprog"), [HERE / "progs" / "user_counts.bpf.c"])[0]
+    from .conftest import AGENT_BPF
+    out = tmp_path_factory.mktemp("userprog")
+    for name in ("vmlinux.h", "vmlinux.h.src"):   # reuse the header generated for programs/
+        if (AGENT_BPF / name).exists():
+            shutil.copy2(AGENT_BPF / name, out / name)
+    return build(out, [HERE / "progs" / "user_counts.bpf.c"])[0]
 
 
 def test_user_program_counters_and_histogram(start_collector, user_object):

@@ -30,10 +30,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pybpf
 
-from ..metrics import HIST_SLOTS, Metric
+from ..metrics import Metric
 
-__all__ = ["Collector", "Variant", "CollectorError", "Env", "object_path", "read_array",
-           "read_percpu_array", "dump_summed", "State"]
+__all__ = ["Collector", "Variant", "CollectorError", "Env", "object_path", "read_percpu_array",
+           "dump_summed", "State", "tracepoint_exists"]
 
 log = logging.getLogger("pybpf_agent")
 
@@ -237,6 +237,8 @@ class Collector:
         spec = self.env.spec(self.object_name)
         notes: List[str] = []
         enabled: List[str] = []
+        for ps in spec.programs.values():
+            ps.autoload = False   # exactly the variant's programs, whatever the SEC() prefix says
         for prog in variant.programs:
             if prog in variant.optional:
                 tp = spec.programs[prog].attach_to
@@ -375,8 +377,6 @@ def read_percpu_array(m: Any, n: Optional[int] = None) -> List[int]:
     return out
 
 
-read_array = read_percpu_array
-
 
 def dump_summed(m: Any) -> Dict[Any, Any]:
     """Every entry of a (per-CPU) hash map, per-CPU values summed.  Struct values are
@@ -401,7 +401,3 @@ def dump_summed(m: Any) -> Dict[Any, Any]:
                     acc[f] += d[f]
             out[k] = acc
     return out
-
-
-def hist_slots_from_array(values: Sequence[int], base: int = 0) -> List[int]:
-    return list(values[base:base + HIST_SLOTS])

@@ -58,6 +58,8 @@ class ProcessCollector(Collector):
         self._reader: Any = None
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
+        self._batch = 0
+        self._batch_limit = 4096
 
     def configure(self, spec: Any, variant: Variant) -> None:
         super().configure(spec, variant)
@@ -96,20 +98,26 @@ class ProcessCollector(Collector):
                                         daemon=True)
         self._thread.start()
 
-    def _on_event(self, buf: memoryview, offset: int, size: int) -> None:
+    def _on_event(self, buf: memoryview, offset: int, size: int) -> bool:
+        """Ring/perf buffer callback; returning True ends this poll's batch
+        (performance.max_events_per_poll), the rest is read on the next poll."""
         if size < _EVENT.size:
-            return
+            return False
         ev = ExecEvent.decode(buf, offset, size)
         self.consumed += 1
+        self._batch += 1
         self.recent.append(ev)
         if self.cfg.get("log_events"):
             log.info("exec %s", json.dumps(ev, sort_keys=True), extra={"event": dict(ev)})
+        return self._batch >= self._batch_limit
 
     def _poll(self) -> None:
         perf = self.env.cfg["performance"]
         timeout = float(perf["poll_timeout"])
+        self._batch_limit = int(perf["max_events_per_poll"])
         reader = self._reader
         while not self._stop.is_set():
+            self._batch = 0
             try:
                 reader.poll(timeout)
             except Exception as e:   # reader closed under us, or a kernel error

@@ -30,7 +30,7 @@ class SyscallsCollector(Collector):
     object_name = "syscalls.bpf.o"
     help = "system calls by name, failures by errno, busiest processes"
     variants = {
-        "raw_tp": Variant("raw_tp", ("raw_sys_enter", "raw_sys_exit")),
+        "raw_tp": Variant("raw_tp", ("count_sys_enter", "raw_sys_exit")),
         "tp_btf": Variant("tp_btf", ("btf_sys_enter", "btf_sys_exit")),
         "tracepoint": Variant("tracepoint", ("tp_sys_enter", "tp_sys_exit")),
     }

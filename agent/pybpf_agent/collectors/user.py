@@ -34,15 +34,14 @@ bound).  Labels without ``size`` take the map's BTF key struct members in order.
 from __future__ import annotations
 
 import os
-import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pybpf
 
 from ..decoders import build_chain
 from ..metrics import Histogram, Metric
 from ..schema import ConfigError
-from .base import Collector, CollectorError, State, _close_links, _one_line
+from .base import Collector, CollectorError, State, _one_line
 
 __all__ = ["UserCollector"]
 
@@ -56,6 +55,7 @@ class _Layout:
         self.pads = [int(l.get("padding") or 0) for l in labels]
         self.chains = [build_chain(l.get("decoders") or [], f"{path}.labels[{i}].decoders")
                        for i, l in enumerate(labels)]
+        self._cache: Dict[bytes, Optional[Tuple[str, ...]]] = {}
 
     def resolve_sizes(self, m: Any) -> None:
         """Fill sizes left at 0 from the map's BTF key struct (member offsets and sizes)."""
@@ -83,6 +83,18 @@ class _Layout:
                 self.pads[i] = offsets[i + 1] - offsets[i] - self.sizes[i] if i + 1 < len(offsets) else 0
 
     def decode(self, key: bytes) -> Optional[Tuple[str, ...]]:
+        """Label values for a key (None: dropped by an allow-list); cached per key."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        labels = self._decode(key)
+        if len(self._cache) >= 100_000:
+            self._cache.clear()
+        self._cache[key] = labels
+        return labels
+
+    def _decode(self, key: bytes) -> Optional[Tuple[str, ...]]:
         out = []
         pos = 0
         for size, pad, chain in zip(self.sizes, self.pads, self.chains):
@@ -94,21 +106,25 @@ class _Layout:
         return tuple(out)
 
 
-def _u64_sum(raw: bytes, percpu: bool) -> int:
-    if not percpu:
-        return int.from_bytes(raw[:8], sys.byteorder)
-    return sum(int.from_bytes(raw[i:i + 8], sys.byteorder) for i in range(0, len(raw), 8))
-
-
 def _entries(m: Any) -> List[Tuple[bytes, int]]:
-    percpu = bool(m.percpu)
+    """(key bytes, u64 value summed over CPUs) for every entry, read in batches."""
     try:
         kb, vb, n = m.dump_raw()
-        ks, vs = m.key_size, len(vb) // n if n else 0
-        return [(bytes(kb[i * ks:(i + 1) * ks]), _u64_sum(bytes(vb[i * vs:(i + 1) * vs]), percpu))
-                for i in range(n)]
-    except AttributeError:
-        return [(k, _u64_sum(v, percpu)) for k, v in m.items_raw()]
+    except AttributeError:   # a pybpf without batch reads
+        kb = b"".join(k for k, _ in m.items_raw())
+        vb = b"".join(v for _, v in m.items_raw())
+        n = len(kb) // m.key_size if m.key_size else 0
+    if n == 0:
+        return []
+    vals = memoryview(bytes(vb)).cast("Q")
+    stride = len(vals) // n
+    keys = bytes(kb)
+    ks = m.key_size
+    if stride == 1:
+        sums = vals.tolist()
+    else:
+        sums = [sum(vals[i * stride:(i + 1) * stride]) for i in range(n)]
+    return [(keys[i * ks:(i + 1) * ks], sums[i]) for i in range(n)]
 
 
 class _Program:
