@@ -135,9 +135,6 @@ class EventReader:
             raise BPFError(f"{type(self).__name__} is closed")
         return ep
 
-    def _sources_list(self) -> List[Source]:
-        return list(self._sources.values())
-
     # -- synchronous consumption ------------------------------------------------------
     @property
     def epoll_fd(self) -> int:
@@ -157,6 +154,13 @@ class EventReader:
         for fd, _ in events:
             n += sources[fd].consume(callbacks[fd])
         return n
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until some ring has data (or ``timeout`` s pass: False), consuming
+        nothing: for draining with batches (:meth:`RingBuffer.batches`) or your own code."""
+        if self._has_data():
+            return True
+        return bool(self._ep().poll(-1 if timeout is None else timeout)) or self._has_data()
 
     def consume(self) -> int:
         """Drain every ring now (no waiting); return the number of records handled."""

@@ -44,7 +44,8 @@ _LEN = _DISCARD - 1                    # the length bits
 _HDR = BPF_RINGBUF_HDR_SZ
 _PAD = _HDR + 7                        # (len + _PAD) & -8 = record size in the ring
 _FOREVER = sys.maxsize
-_CHUNK_BYTES = 256 << 10               # batches(): chunks that stay in the CPU cache
+_CHUNK_BYTES = 512 << 10               # batches(): chunks that stay in the CPU cache ...
+_CHUNK_MIN = 4096                      # ... but long enough to amortise the per-chunk cost
 
 
 @attrs.frozen
@@ -115,8 +116,8 @@ class RingBuffer:
         self._hdr = self._data.cast("I")                 # headers, indexed by offset >> 2
         self._pay = self._data[_HDR:]                    # payload of the record at offset o: o
         self.words = self._pay.cast("Q")
-        self._views = [self.words, self._pay, self._hdr, self._data, self._prod, self._cons, prod_area,
-                       cons_page]
+        self._views = [self.words, self._pay, self._hdr, self._data, self._prod, self._cons,
+                       prod_area, cons_page]
         self._mask = self.size - 1
 
     # -- the fast path ------------------------------------------------------------------
@@ -235,15 +236,15 @@ class RingBuffer:
     def batches(self, dtype: Any, *, max_records: Optional[int] = None,
                 other: Optional[Callback] = None) -> Iterator[Any]:
         """The available records as a sequence of :meth:`batch` arrays of at most
-        ``max_records`` records (default: about 256 KiB of ring each), until the ring is
-        drained.  Each array is valid until the next one is requested: its space is
-        released then.  Chunks that fit in the CPU cache make checking headers and then
-        reading records one pass over memory instead of two: the fastest way to drain
-        a big ring.
+        ``max_records`` records each (default: 512 KiB of ring, at least 4096 records),
+        until the ring is drained.  Each array is valid until the next one is requested:
+        its space is released then.  Chunks that fit in the CPU cache make checking the
+        headers and then reading the records one pass over memory instead of two: the
+        fastest way to drain a big ring.
         """
         from .vector import batch_dtype, take_batch
         if max_records is None:
-            max_records = max(1, _CHUNK_BYTES // batch_dtype(dtype)[2])
+            max_records = max(_CHUNK_MIN, _CHUNK_BYTES // batch_dtype(dtype)[2])
         while True:
             start = self._cons[0]
             b = take_batch(self, dtype, limit=max_records, other=other)

@@ -16,7 +16,8 @@ consumer and producer positions as a structured array ``{hdr: u32 @0, rec: dtype
   it, then walks that record in Python -- it goes to ``other(buf, offset, size)``
   if given -- and resumes vectorised after it.  Without ``other``, the batch stops
   before it; a batch that *starts* at such a record raises :class:`BPFError`
-  (consume it with :meth:`RingBuffer.consume`).
+  (consume it with :meth:`RingBuffer.consume`).  If ``other`` raises, the batch
+  consumes nothing (its records come again next time, the odd one included).
 
 The ring space is handed back to the kernel (consumer position published) when
 the :class:`RecordBatch` is released, so zero-copy views are never overwritten
@@ -137,6 +138,10 @@ def take_batch(ring: "RingBuffer", dtype: Any, *, limit: Optional[int] = None,
                 cons += k * stride
                 left -= k
                 continue
+            # The headers are live memory: take one snapshot for every decision below
+            # (a BUSY header may be committed between two reads).
+            heads = heads.copy()
+            ok = heads == size
             usable = (heads & ~np.uint32(_DISCARD)) == size  # submitted or discarded
             good = k if usable.all() else int(np.argmin(usable))
             if good:
@@ -162,6 +167,8 @@ def take_batch(ring: "RingBuffer", dtype: Any, *, limit: Optional[int] = None,
             ndisc += 1
             cons += rec_size
             continue
+        if h == size:
+            continue            # it was BUSY when the vector check ran: committed since
         if other is None:
             if cons == start:
                 raise BPFError(

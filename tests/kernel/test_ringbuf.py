@@ -13,7 +13,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -58,6 +58,7 @@ def produce(coll, prog: str = "produce_fixed", n: int = 1, *, first: int = 0,
     v["discard_every"].value = discard_every
     v["tag"].value = tag
     v["submit_flags"].value = flags
+    v["auto_seq"].value = 0
     for name in ("produced", "dropped", "discarded"):
         v[name].value = 0
     coll.programs[prog].test_run()
@@ -142,6 +143,65 @@ def test_full_ring_counts_drops_and_loses_nothing_else(rbc):
     assert got.seqs()[fits:] == list(range(5000, 5010))
 
 
+def run_concurrently(rbc, consume_step, seconds: float = 0.5) -> Tuple[int, int]:
+    """A producer process (forked: truly in parallel, GIL or not) numbering records across
+    runs while ``consume_step`` runs here; returns the BPF program's (produced, discarded)."""
+    v = rbc.variables
+    for name, value in (("nr_records", 64), ("auto_seq", 1), ("next_seq", 0),
+                        ("discard_every", 5), ("submit_flags", 0), ("produced", 0),
+                        ("dropped", 0), ("discarded", 0)):
+        v[name].value = value
+    prog_fd = rbc.programs["produce_fixed"].fd
+    pid = os.fork()
+    if pid == 0:                                   # the producer
+        code = 0
+        try:
+            from pybpf import sys as bpf_sys
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                bpf_sys.prog_test_run(prog_fd)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    try:
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            consume_step()
+    except BaseException:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    for _ in range(3):
+        consume_step()
+    return v["produced"].value, v["discarded"].value
+
+
+def test_concurrent_producer_callback_path(rbc):
+    got = Collector()
+    with RingBufReader([rbc.maps["rb"]], got) as reader:
+        produced, discarded = run_concurrently(rbc, lambda: reader.poll(0.01))
+        stats = reader.statistics()["rb"]
+    seqs = got.seqs()
+    assert produced > 1000 and len(seqs) == produced          # nothing lost but drops
+    assert all(a < b for a, b in zip(seqs, seqs[1:])) and all(s % 5 for s in seqs)
+    assert stats.discarded == discarded and stats.records == produced
+
+
+def test_concurrent_producer_vectorised_path(rbc):
+    np = pytest.importorskip("numpy")
+    seqs: List[Any] = []
+    with RingBuffer(rbc.maps["rb"]) as ring:
+        def step() -> None:
+            for recs in ring.batches(event_dtype(np), max_records=100):
+                seqs.append(recs["seq"].copy())
+        produced, discarded = run_concurrently(rbc, step)
+        stats = ring.statistics()
+    allseq = np.concatenate(seqs)
+    assert produced > 1000 and len(allseq) == produced
+    assert (np.diff(allseq.astype(np.int64)) > 0).all() and (allseq % 5 != 0).all()
+    assert stats.discarded == discarded
+
+
 def test_limit_stop_and_callback_errors(rbc):
     with RingBuffer(rbc.maps["rb"]) as ring:
         produce(rbc, n=50)
@@ -190,9 +250,11 @@ def test_poll_timeout_and_no_wakeup(rbc):
         t = time.monotonic()
         assert reader.poll(0.05) == 0
         assert time.monotonic() - t >= 0.04
+        assert reader.wait(0.01) is False
         # BPF_RB_NO_WAKEUP: the records are there, but nobody is woken
         produce(rbc, n=20, flags=BPF_RB_NO_WAKEUP)
         assert reader.poll(0) == 0
+        assert reader.wait(0) is True                 # wait() looks at the rings too
         assert reader.consume() == 20
         # default (adaptive) wake-up: the epoll fd becomes readable
         produce(rbc, n=20, first=20)

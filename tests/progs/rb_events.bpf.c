@@ -39,6 +39,8 @@ __u64 first_seq;
 __u32 discard_every;  /* discard records whose seq is a multiple (0: never) */
 __u32 tag;
 __u64 submit_flags;   /* 0, BPF_RB_NO_WAKEUP or BPF_RB_FORCE_WAKEUP */
+__u32 auto_seq;       /* number records from next_seq, across runs */
+__u64 next_seq;
 /* outputs */
 __u64 produced;
 __u64 dropped;
@@ -62,7 +64,7 @@ struct which {
 
 static long emit_fixed(__u32 i, struct which *w)
 {
-	__u64 seq = first_seq + i;
+	__u64 seq = auto_seq ? next_seq++ : first_seq + i;
 	struct event *e;
 
 	if (w->second)
