@@ -20,9 +20,10 @@ from .btf import Kind, Spec
 from .btf.codec import BytesCodec, codec_for
 from .consts import MapFlags, MapType, ProgType
 from .elf import load_collection_spec
-from .errors import BPFError, IncompatibleError, NotSupportedError, SyscallError
+from .errors import BPFError, NotSupportedError, SyscallError
 from .kbtf import load_kernel_btf
 from .maps.map import Map, possible_cpus
+from .maps.pinning import open_pinned, pin_path
 from .progs.loader import load_program
 from .progs.program import Program
 from .spec import CollectionSpec, MapKind, MapSpec, Pinning, VariableSpec
@@ -34,7 +35,12 @@ log = logging.getLogger("pybpf")
 
 
 class Variable:
-    """A global variable of a loaded collection; ``value`` reads/writes the kernel's copy."""
+    """A global variable of a loaded collection; ``value`` reads/writes the kernel's copy.
+
+    Global data maps are created ``BPF_F_MMAPABLE``: the variable is then read and
+    written in place in the mapped memory (no system call); otherwise through
+    lookups and updates of the map's single element.
+    """
 
     def __init__(self, spec: VariableSpec, map: Map):
         self.spec = spec
@@ -43,6 +49,7 @@ class Variable:
         self.offset = spec.offset
         self.size = spec.size
         self._codec_cache = None
+        self._live: Any = None
 
     @property
     def _codec(self):
@@ -50,20 +57,38 @@ class Variable:
             self._codec_cache = self.spec.codec   # built on first use: loading never fails on it
         return self._codec_cache
 
+    def _mapped(self) -> Any:
+        if self._live is None and self.map.mmapable:
+            try:
+                self._live = self.map.memory().value(self.offset, self.size, self._codec, self.name)
+            except BPFError:
+                self._live = False          # not mappable after all: use the syscall path
+        return self._live or None
+
     @property
     def readonly(self) -> bool:
         return bool(self.map.spec is not None and self.map.spec.freeze)
 
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise BPFError(f"variable {self.name} lives in frozen {self.spec.section}: "
+                           "set it on the spec before load")
+
     @property
     def raw(self) -> bytes:
+        live = self._mapped()
+        if live is not None:
+            return live.raw
         data = self.map.lookup_raw(b"\0\0\0\0")
         return data[self.offset:self.offset + self.size]
 
     @raw.setter
     def raw(self, b: bytes) -> None:
-        if self.readonly:
-            raise BPFError(f"variable {self.name} lives in frozen {self.spec.section}: "
-                           "set it on the spec before load")
+        self._check_writable()
+        live = self._mapped()
+        if live is not None:
+            live.raw = b
+            return
         data = bytearray(self.map.lookup_raw(b"\0\0\0\0"))
         data[self.offset:self.offset + self.size] = b
         self.map.update_raw(b"\0\0\0\0", bytes(data))
@@ -71,10 +96,14 @@ class Variable:
     @property
     def value(self) -> Any:
         """The kernel's current value, decoded through the variable's BTF type."""
+        live = self._mapped()
+        if live is not None:
+            return live.value
         return self._codec.decode(self.raw)
 
     @value.setter
     def value(self, v: Any) -> None:
+        self._check_writable()
         try:
             raw = self._codec.encode(v)
         except (ValueError, TypeError, OverflowError) as e:
@@ -219,19 +248,13 @@ class _Loader:
                 ms.flags |= MapFlags.MMAPABLE
             if not self.btf_feats.datasec:
                 btf_fd = None  # a key-less map BTF is only valid with a DATASEC value type
-        pin_path = None
+        pin_at = None
         if ms.pinning == Pinning.BY_NAME:
-            root = self.pin_root or "/sys/fs/bpf"
-            pin_path = os.path.join(root, ms.name)
-            if os.path.exists(pin_path):
-                m = Map.from_pinned(pin_path, spec=ms)
-                try:
-                    _check_compatible(ms, m)
-                except BaseException:
-                    m.close()
-                    raise
-                m.name = name
-                return m
+            reused = open_pinned(ms, self.pin_root)   # checked compatible, or IncompatibleError
+            if reused is not None:
+                reused.name = name
+                return reused
+            pin_at = pin_path(ms, self.pin_root)
         inner_fd = None
         try:
             if ms.inner_map is not None:
@@ -247,8 +270,8 @@ class _Loader:
                 m.update_raw(b"\0\0\0\0", bytes(ms.data).ljust(ms.value_size, b"\0"))
             if ms.freeze:
                 m.freeze()
-            if pin_path is not None:
-                m.pin(pin_path)
+            if pin_at is not None:
+                m.pin(pin_at)
         except BaseException:
             m.close()
             raise
@@ -274,18 +297,6 @@ class _Loader:
                                  struct.pack("=I", fd))
                 else:
                     m.update(key, value)
-
-
-def _check_compatible(spec: MapSpec, m: Map) -> None:
-    diffs = []
-    for attr, want, have in (("type", spec.type, m.type), ("key_size", spec.key_size, m.key_size),
-                             ("value_size", spec.value_size, m.value_size),
-                             ("max_entries", spec.max_entries, m.max_entries),
-                             ("flags", spec.flags, m.flags)):
-        if int(want) != int(have):
-            diffs.append(f"{attr} {have} (pinned) != {want} (spec)")
-    if diffs:
-        raise IncompatibleError(f"pinned map {spec.name} is incompatible with its spec: " + ", ".join(diffs))
 
 
 def load(source: Union[str, os.PathLike, bytes, CollectionSpec], *,

@@ -21,13 +21,17 @@ from __future__ import annotations
 import keyword
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from .codec import CodecError, _Compiler, _cache, _is_char
+from .codec import _cache
+from .layout import CodecError, LayoutCompiler, is_char
 from .parse import Spec
 from .types import IntEncoding, Kind
 
 __all__ = ["generate"]
 
 _RECORD_KINDS = (Kind.STRUCT, Kind.UNION, Kind.DATASEC)
+# names the generated module itself uses
+_RESERVED_NAMES = frozenset({"enum", "struct", "field", "dataclass", "List", "annotations", "_enum",
+                            "_cs", "_bs", "_seq", "_bf", "_ib", "_ibe", "_overlay", "_ORDER"})
 _ENUM_KINDS = (Kind.ENUM, Kind.ENUM64)
 
 _HEADER = '''"""Python classes for BTF types of {source}.
@@ -40,7 +44,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar, List
+from typing import List
 
 _ORDER = "{order}"
 
@@ -110,7 +114,9 @@ class _Gen:
             base = t.name.lstrip(".").replace(".", "_") if t.name else f"anon_{rid}"
             if not base.isidentifier():
                 base = f"t_{rid}"
-            if keyword.iskeyword(base) or base in ("enum", "struct", "field", "dataclass"):
+            if base.startswith("__"):     # referenced inside class bodies: no name mangling
+                base = "_" + base.lstrip("_") + "_"
+            elif keyword.iskeyword(base) or base in _RESERVED_NAMES:
                 base += "_"
             n = base
             if n in self._taken:
@@ -145,7 +151,7 @@ class _Gen:
         self.order.append(rid)
 
 
-class _PyCompiler(_Compiler):
+class _PyCompiler(LayoutCompiler):
     """The codec's layout compiler, naming the generated classes instead of live objects."""
 
     def __init__(self, gen: _Gen):
@@ -161,7 +167,7 @@ class _PyCompiler(_Compiler):
     def _record_expr(self, rid: int, x: str, parts: List[str]) -> str:
         return f"{self.gen.name(rid)}({', '.join(parts)})"
 
-    def _union(self, rid: int, off: int, size: int, x: str) -> str:
+    def _sub_record(self, rid: int, off: int, size: int, x: str) -> str:
         return f"{self.gen.name(rid)}.from_bytes({self._slot(off, size, f'{size}s', 1, f'{x}.to_bytes()')})"
 
     def _long_array(self, erid: int, n: int, es: int, off: int, x: str) -> Optional[str]:
@@ -196,7 +202,7 @@ def _annotation(gen: _Gen, tid: int) -> Tuple[str, str]:
         n = t.nelems  # type: ignore[union-attr]
         et = spec.type(spec.skip_modifiers(t.type))  # type: ignore[union-attr]
         if et.kind == Kind.INT and et.size == 1:  # type: ignore[union-attr]
-            return ("str", '""') if _is_char(et) else ("bytes", f"bytes({n})")
+            return ("str", '""') if is_char(et) else ("bytes", f"bytes({n})")
         ann, default = _annotation(gen, t.type)  # type: ignore[union-attr]
         if default.startswith("field(default_factory="):
             factory = default[len("field(default_factory="):-1]
@@ -244,14 +250,14 @@ def _emit_record(gen: _Gen, rid: int) -> List[str]:
     for fname, (_, mbits, mtid) in zip(fields, members):
         ann, default = ("int", "0") if mbits else _annotation(gen, mtid)
         lines.append(f"    {fname}: {ann} = {default}")
-    lines += ["", f"    SIZE: ClassVar[int] = {size}"]
+    lines += ["", f"    SIZE = {size}"]
     if t.kind != Kind.UNION:
         fmt, body, packs = _compile_layout(gen, rid, "self", size, label)
         body = body.replace(f"{name}(", "cls(", 1)
-        lines += [f"    _STRUCT: ClassVar[struct.Struct] = struct.Struct({fmt!r})", "",
+        lines += [f"    _STRUCT = struct.Struct({fmt!r})", "",
                   "    @classmethod",
                   f'    def from_bytes(cls, buf, offset: int = 0) -> "{name}":',
-                  f"        v = cls._STRUCT.unpack_from(buf, offset)",
+                  "        v = cls._STRUCT.unpack_from(buf, offset)",
                   f"        return {body}", "",
                   "    def to_bytes(self) -> bytes:",
                   f"        return self._STRUCT.pack({packs})"]
@@ -272,10 +278,10 @@ def _emit_record(gen: _Gen, rid: int) -> List[str]:
             continue
         msize = spec.sizeof(mtid)
         fmt, body, packs = _compile_layout(gen, mtid, f"self.{fname}", msize, f"{label}.{fname}")
-        lines.insert(len(lines), f"    _{fname.upper()}: ClassVar[struct.Struct] = struct.Struct({fmt!r})")
-        decodes += [f"        v = cls._{fname.upper()}.unpack_from(buf, offset + {moff // 8})",
+        lines.append(f"    _M_{fname} = struct.Struct({fmt!r})")
+        decodes += [f"        v = cls._M_{fname}.unpack_from(buf, offset + {moff // 8})",
                     f"        {fname} = {body}"]
-        encodes.append(f"({moff // 8}, self._{fname.upper()}.pack({packs}))")
+        encodes.append(f"({moff // 8}, self._M_{fname}.pack({packs}))")
     lines += ["", "    @classmethod", f'    def from_bytes(cls, buf, offset: int = 0) -> "{name}":',
               *decodes, f"        return cls({', '.join(fields)})", "",
               "    def to_bytes(self) -> bytes:",

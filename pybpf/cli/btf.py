@@ -76,6 +76,9 @@ def run_dump(args: argparse.Namespace) -> int:
     elif fmt == "c":
         from ..btf.cdump import dump_c
         sys.stdout.write(dump_c(spec))
+    elif fmt == "python":
+        from ..btf.pygen import generate
+        sys.stdout.write(generate(spec, args.types, source=os.path.basename(args.file)))
     else:
         from ..btf.rawdump import type_to_dict
         emit_json({"types": [type_to_dict(spec, i) for i in range(spec.start_id, len(spec))]})
@@ -90,11 +93,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Print every type of FILE: raw BTF (such as /sys/kernel/btf/vmlinux) or an "
                     "ELF file with a .BTF section (such as a BPF object).",
         epilog="Formats: 'raw' is bpftool's 'btf dump file FILE format raw' line format; 'c' is "
-               "a compilable C header (vmlinux.h); 'json' (also --json) is one document "
+               "a compilable C header (vmlinux.h); 'python' a module of typed classes (dataclasses "
+               "with from_bytes/to_bytes, IntEnums) for the types named with --type (default: "
+               "all); 'json' (also --json) is one document "
                "{\"types\": [...]} shaped like bpftool's --json output. Split (module) BTF "
                "needs its base: files in /sys/kernel/btf use vmlinux automatically.")
     d.add_argument("file", metavar="FILE", help="raw BTF or ELF file with .BTF")
-    d.add_argument("--format", choices=("raw", "c", "json"), default="raw",
+    d.add_argument("--format", choices=("raw", "c", "python", "json"), default="raw",
                    help="output format (default: raw)")
+    d.add_argument("--type", action="append", dest="types", metavar="NAME",
+                   help="with --format python: a type to generate (repeatable; its dependencies "
+                        "come along)")
     d.add_argument("--base", metavar="FILE", help="base BTF for split BTF (module BTF)")
     d.set_defaults(func=run_dump)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from sys import byteorder as _BYTEORDER
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import attrs
@@ -80,6 +81,9 @@ class Map:
     Per-CPU maps (``percpu`` is true) hold one value per possible CPU: values
     are lists of ``possible_cpus()`` items, each slot 8-byte aligned in the raw
     bytes (``value_stride``); :meth:`lookup_sum` adds them up.
+
+    Element methods reuse one value buffer per map, so share a ``Map`` between
+    threads only under your own lock (or give each thread its own ``Map.from_fd``).
     """
 
     def __init__(self, fd: FD, *, name: str, type: int, key_size: int, value_size: int,
@@ -107,6 +111,10 @@ class Map:
             else BytesCodec(key_size)
         self.value_codec: Codec = codec_for(btf, value_type_id) if btf is not None and value_type_id \
             else BytesCodec(value_size)
+        if self.type in _FD_VALUED and value_size == 4 and isinstance(self.value_codec, BytesCodec):
+            self.value_codec = _u32_codec()      # lookups return inner map / program ids
+        if self.type in _FD_VALUED and key_size == 4 and isinstance(self.key_codec, BytesCodec):
+            self.key_codec = _u32_codec()        # fd arrays are indexed by u32
         self._kbuf = bytearray(max(key_size, 1))
         self._vbuf = bytearray(max(self.value_bytes, 1))
         self._ctx = f"map {name}"
@@ -274,7 +282,8 @@ class Map:
     def value_bytes_of(self, value: Any) -> bytes:
         """``value`` encoded for the kernel.
 
-        Per-CPU maps take a list with one value per possible CPU, or one value for every CPU.
+        Per-CPU maps take a ``list`` with one value per possible CPU, or any other value
+        (a number, a record, a tuple) for every CPU.
         Map-in-map values may be a :class:`Map` (its fd is stored), program arrays a program.
         """
         if isinstance(value, (bytes, bytearray, memoryview)) and len(value) == self.value_bytes:
@@ -284,12 +293,11 @@ class Map:
             if not isinstance(fd, int):
                 raise CodecError(f"{self._ctx}: value must be an fd or an object with .fd, "
                                  f"got {value!r}")
-            return fd.to_bytes(4, "little")
+            return fd.to_bytes(4, _BYTEORDER)
         try:
             if not self.percpu:
                 return self.value_codec.encode(value)
-            vals = list(value) if isinstance(value, (list, tuple)) and not \
-                hasattr(value, "_fields") else [value] * self.ncpu
+            vals = value if isinstance(value, list) else [value] * self.ncpu
             if len(vals) != self.ncpu:
                 raise CodecError(f"per-CPU value needs {self.ncpu} items, got {len(vals)}")
             pad = b"\0" * (self.value_stride - self.value_size)
@@ -416,6 +424,7 @@ class Map:
         """The number of entries (walks the map; arrays always hold ``max_entries``)."""
         if self.type in (MapType.ARRAY, MapType.PERCPU_ARRAY):
             return self.max_entries
+        self._check_iterable()
         return sum(n for _, _, n in _batch.iter_batches(self))
 
     # -- whole-map operations (pybpf.maps.batch) ----------------------------------------------
@@ -427,17 +436,25 @@ class Map:
 
     def dump(self, *, delete: bool = False, sum_cpus: bool = False) -> Dict[Any, Any]:
         """Every entry as a ``dict`` of decoded keys and values (per-CPU values as lists,
-        or summed with ``sum_cpus``).  The fastest way to read a whole map into Python."""
+        or summed with ``sum_cpus``): one batch dump, then each buffer decoded in one pass."""
+        keys, vals = self.dump_lists(delete=delete, sum_cpus=sum_cpus)
+        try:
+            return dict(zip(keys, vals))
+        except TypeError:
+            raise CodecError(f"{self._ctx}: its keys decode to unhashable values "
+                             "(arrays become lists): use dump_lists() or items()") from None
+
+    def dump_lists(self, *, delete: bool = False,
+                   sum_cpus: bool = False) -> Tuple[List[Any], List[Any]]:
+        """Every entry as two lists, decoded keys and decoded values in the same order:
+        :meth:`dump` without building a dict (hashing a million random keys costs about
+        as much as decoding them)."""
         kb, vb, n = self.dump_raw(delete=delete)
         keys = self.key_codec.decode_many(kb, n)
         vals = self._decode_values(vb, n)
         if sum_cpus and self.percpu:
             vals = [sum_values(v) for v in vals]
-        try:
-            return dict(zip(keys, vals))
-        except TypeError:
-            raise CodecError(f"{self._ctx}: its keys decode to unhashable values "
-                             "(arrays become lists): use items()") from None
+        return keys, vals
 
     def dump_numpy(self, *, delete: bool = False) -> Tuple[Any, Any]:
         """Every entry as two numpy arrays (keys, values) with the BTF types' dtypes
@@ -539,7 +556,7 @@ class Map:
     def inner_id(self, key: Any) -> int:
         """The kernel id of the inner map at ``key`` (what lookups of a map-in-map return)."""
         self._need(_MAP_IN_MAP, "inner_id")
-        return int.from_bytes(self.lookup_raw(self.key_bytes(key))[:4], "little")
+        return int.from_bytes(self.lookup_raw(self.key_bytes(key))[:4], _BYTEORDER)
 
     def inner(self, key: Any) -> "Map":
         """Open the inner map at ``key`` (a new :class:`Map` owning a new fd)."""
@@ -567,6 +584,26 @@ class Map:
         return f"<pybpf.Map {self.name} type={t} fd={'closed' if self.closed else self.fd}>"
 
 
+_U32: Optional[Codec] = None
+
+
+def _u32_codec() -> Codec:
+    """A native-order u32 codec (for fd/id-valued maps, which carry no BTF)."""
+    global _U32
+    if _U32 is None:
+        from ..btf import Spec
+        from ..btf.marshal import marshal
+        from ..btf.types import Int, IntEncoding
+        bo = "<" if _BYTEORDER == "little" else ">"
+        spec = Spec.parse(marshal([Int("unsigned int", 4, IntEncoding.NONE, 0, 32)], byteorder=bo))
+        _U32 = codec_for(spec, 1)
+        _U32_SPEC.append(spec)   # codecs are cached per spec (weakly): keep it alive
+    return _U32
+
+
+_U32_SPEC: List[Any] = []
+
+
 def _lpm_key(key: Any, key_size: int) -> Optional[bytes]:
     """``struct bpf_lpm_trie_key`` bytes (host-order prefixlen, then the address bytes in
     network order) for a network/address/``(prefixlen, data)``; ``None`` for other keys."""
@@ -589,10 +626,7 @@ def _lpm_key(key: Any, key_size: int) -> Optional[bytes]:
         raise CodecError(f"LPM key data of {len(data)} bytes does not fit {n}")
     if not 0 <= plen <= 8 * n:
         raise CodecError(f"LPM prefix length {plen} outside 0..{8 * n}")
-    return int(plen).to_bytes(4, "little" if _NATIVE_LE else "big") + bytes(data).ljust(n, b"\0")
-
-
-_NATIVE_LE = __import__("sys").byteorder == "little"
+    return int(plen).to_bytes(4, _BYTEORDER) + bytes(data).ljust(n, b"\0")
 
 
 def _map_info(fd: int) -> MapInfo:

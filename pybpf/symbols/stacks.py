@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from array import array
+from sys import byteorder as _BYTEORDER
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from ..consts import MapFlags, MapType
@@ -45,12 +46,10 @@ def _raw(m: "Map", stack_id: int) -> Optional[bytes]:
         raise BPFError(f"map {m.name}: stack id {stack_id} is an error from bpf_get_stackid() "
                        "(-EFAULT: no stack, -EEXIST: hash collision, -ENOMEM ...)")
     try:
-        return m.lookup_raw(stack_id.to_bytes(4, "little" if _LE else "big"))
+        return m.lookup_raw(stack_id.to_bytes(4, _BYTEORDER))
     except KeyNotFoundError:
         return None
 
-
-_LE = __import__("sys").byteorder == "little"
 
 
 def read_stack(m: "Map", stack_id: int) -> List[int]:

@@ -19,6 +19,7 @@ for _c in Cmd:  # first name wins: BPF_PROG_TEST_RUN rather than its alias BPF_P
 # ENOENT from these means "no such key" (for an update: flag EXIST on an absent key).
 _KEY_CMDS: FrozenSet[int] = frozenset({
     Cmd.MAP_LOOKUP_ELEM, Cmd.MAP_DELETE_ELEM, Cmd.MAP_GET_NEXT_KEY, Cmd.MAP_LOOKUP_AND_DELETE_ELEM,
+    Cmd.MAP_DELETE_BATCH,
     Cmd.MAP_UPDATE_ELEM,
 })
 # Commands where EACCES means "the verifier said no", not "you may not".

@@ -299,13 +299,21 @@ def _batch(cmd: int, fd: int, in_batch: Optional[Buffer], out_batch: Optional[by
     a.elem_flags = elem_flags
     a.flags = flags
     r = attempt(cmd, a, _BATCH_SIZE)
+    done = a.count
     if r < 0:
         if r == -errno.ENOENT and cmd in (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH):
-            return a.count, True
-        err = bpf_error(cmd, -r, context)
-        err.count = a.count  # type: ignore[attr-defined]  # elements done before the failure
-        raise err
-    return a.count, False
+            return done, True
+        # Release the pinned caller buffers before raising: a traceback that keeps this
+        # frame (and its cffi buffer views) alive would keep the callers' bytearrays locked.
+        del pins, a
+        raise _batch_error(cmd, -r, context, done)
+    return done, False
+
+
+def _batch_error(cmd: int, err: int, context: str, done: int) -> Exception:
+    e = bpf_error(cmd, err, context)
+    e.count = done  # type: ignore[attr-defined]  # elements done before the failure
+    return e
 
 
 def map_lookup_batch(fd: int, in_batch: Optional[Buffer], out_batch: bytearray, keys: bytearray,

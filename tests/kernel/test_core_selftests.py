@@ -178,12 +178,8 @@ def _comm(name: bytes) -> Iterator[None]:
 
 
 def _spec(case: Dict) -> pybpf.CollectionSpec:
-    spec = pybpf.load_collection_spec(OBJ / case["bpf_obj_file"])
-    # WORKAROUND (pybpf.btf.codec): `struct data` has a member named `in`, a Python
-    # keyword, and building its record class raises SyntaxError inside Collection();
-    # the test reads .bss raw, as the selftest mmaps it, so it needs no variables.
-    spec.variables.clear()
-    return spec
+    # The test reads and writes .bss raw, as the selftest mmaps it.
+    return pybpf.load_collection_spec(OBJ / case["bpf_obj_file"])
 
 
 def _is_core_failure(e: BaseException) -> bool:

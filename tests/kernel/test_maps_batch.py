@@ -44,6 +44,8 @@ def test_batch_dump_equals_per_key_iteration(coll):
     keys, values, n = h.dump_raw()
     assert n == 3000 and len(keys) == 3000 * 8 and len(values) == 3000 * 16
     assert dict(h.items()) == got and sorted(h.keys()) == sorted(want) and len(h) == 3000
+    ks, vs = h.dump_lists()
+    assert dict(zip(ks, vs)) == got and len(ks) == 3000
 
 
 def test_resumable_cursor_in_small_batches(coll):

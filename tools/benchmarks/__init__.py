@@ -9,4 +9,4 @@ Rows are costs (time): ratio = pybpf / libbpf.  For rates (events/s), pass
 ``rate=True`` so the ratio becomes libbpf / pybpf (still: below 1 = pybpf ahead).
 """
 
-MODULES = ["btf_obj", "ringbuf", "perfbuf"]
+MODULES = ["btf_obj", "ringbuf", "perfbuf", "maps", "systrace", "agent"]
