@@ -8,6 +8,7 @@ failure closes everything created so far: nothing is left half-loaded.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -192,6 +193,7 @@ class _Loader:
         return self._kbtf
 
     def load(self) -> Collection:
+        _raise_memlock_once()
         maps: Dict[str, Map] = {}
         programs: Dict[str, Program] = {}
         btf_fd: Optional[FD] = None
@@ -204,9 +206,13 @@ class _Loader:
                     continue
                 # Without kernel FUNC support, programs load without func/line info.
                 prog_btf = btf_fd if self.btf_feats.func_info else None
-                programs[name] = load_program(ps, maps=maps, btf_fd=prog_btf,
-                                              kernel_btf=self.kernel_btf, log_level=self.log_level,
-                                              vmlinux_btf=lambda: load_kernel_btf(None))
+                try:
+                    programs[name] = load_program(ps, maps=maps, btf_fd=prog_btf,
+                                                  kernel_btf=self.kernel_btf, log_level=self.log_level,
+                                                  vmlinux_btf=lambda: load_kernel_btf(None))
+                except SyscallError as e:
+                    _explain_missing_prog_feature(ps, e)
+                    raise
             self._fill_contents(maps, programs)
             return Collection(self.spec, maps, programs, btf_fd)
         except BaseException:
@@ -259,8 +265,15 @@ class _Loader:
         try:
             if ms.inner_map is not None:
                 inner_fd = Map.create(ms.inner_map, kernel_name=ms.inner_map.name[:15])
-            m = Map.create(ms, btf_fd=btf_fd.fileno() if btf_fd is not None else 0,
-                           inner_map_fd=inner_fd.fd if inner_fd is not None else 0, kernel_name=kname)
+            try:
+                m = Map.create(ms, btf_fd=btf_fd.fileno() if btf_fd is not None else 0,
+                               inner_map_fd=inner_fd.fd if inner_fd is not None else 0,
+                               kernel_name=kname)
+            except SyscallError as e:
+                if e.errno == errno.EINVAL and not features.have_map_type(ms.type):
+                    raise NotSupportedError(f"map {name} of type {_enum_name(MapType, ms.type)}",
+                                            "this kernel cannot create maps of that type") from e
+                raise
         finally:
             if inner_fd is not None:
                 inner_fd.close()
@@ -297,6 +310,38 @@ class _Loader:
                                  struct.pack("=I", fd))
                 else:
                     m.update(key, value)
+
+
+_memlock_done = False
+
+
+def _raise_memlock_once() -> None:
+    """Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK: raise it, as libbpf does."""
+    global _memlock_done
+    if not _memlock_done:
+        _memlock_done = True
+        from .privileges import raise_memlock_limit
+        raise_memlock_limit()
+
+
+def _enum_name(enum_cls: Any, value: int) -> str:
+    try:
+        return enum_cls(value).name
+    except ValueError:
+        return str(value)
+
+
+def _explain_missing_prog_feature(ps: Any, e: SyscallError) -> None:
+    """Turn a load failure caused by a kernel feature this kernel lacks into NotSupportedError."""
+    if e.errno not in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524):
+        return
+    what = f"program {ps.name} ({ps.section})"
+    if not features.have_prog_type(ps.prog_type):
+        raise NotSupportedError(what, f"this kernel has no {_enum_name(ProgType, ps.prog_type)} "
+                                "program type") from e
+    if ps.flags & (1 << 5) and not features.have_feature("xdp_frags"):
+        raise NotSupportedError(what, "this kernel has no multi-buffer XDP (BPF_F_XDP_HAS_FRAGS)",
+                                min_kernel="5.18") from e
 
 
 def load(source: Union[str, os.PathLike, bytes, CollectionSpec], *,

@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT))
 PROGS = ROOT / "tests" / "progs"
 BUILD = PROGS / "build"
 
-VMTEST_HINT = "run it in a guest kernel: tools/vmtest 6.12 -- python -m pytest -m {marker}"
+VMTEST_HINT = ("runs in the guest kernels: tools/vmtest suite (or tools/vmtest 6.12 -- "
+               "python -m pytest -m {marker})")
 
 
 def _have_bpf() -> bool:

@@ -27,10 +27,16 @@ _NEEDS_TARGET_IN_SECTION = frozenset({"kprobe", "kretprobe", "uprobe", "uretprob
                                       "ksyscall", "kretsyscall", "raw_tp", "tracepoint"})
 
 
+# Iterators over the elements of one map or socket storage need that map: no auto-attach.
+_ITER_NEEDS_MAP = frozenset({"bpf_map_elem", "bpf_sk_storage_map", "sockmap"})
+
+
 def can_auto_attach(spec) -> bool:
     """Whether ``attach_all`` attaches this program: its section names the hook completely."""
     kind = spec.attach_kind
     if kind not in AUTO_ATTACH_KINDS:
+        return False
+    if kind == "iter" and spec.attach_to in _ITER_NEEDS_MAP:
         return False
     return bool(spec.attach_to) or kind not in _NEEDS_TARGET_IN_SECTION
 

@@ -10,13 +10,14 @@ Modules:
 
 - :mod:`.kernels` -- which Debian package each kernel series comes from; fetching,
   unpacking and caching it (``apt-get download``, never installed).
-- :mod:`.initramfs` -- the newc cpio archive with busybox, the 9p/virtio/overlay
-  modules and the stage-1 ``/init``.
-- :mod:`.runner` -- the QEMU command line, console streaming, timeout, exit code.
+- :mod:`.initramfs` -- the newc cpio archive: busybox, the 9p/virtio/overlay modules,
+  and the guest's init (mounts, the command, its exit status, power-off).
+- :mod:`.runner` -- the QEMU command line, console streaming, timeout, exit status.
+- :mod:`.host` -- host packages (QEMU, busybox-static, kmod, zstd) and the BPF objects
+  built before booting.
 - :mod:`.suite` -- the CI guest test set on several kernels and its summary lines.
 - :mod:`.cli` -- ``tools/vmtest`` argument parsing.
-- ``guest_init.sh`` (stage 2, runs in the guest as PID 1) and :mod:`.guest_pytest`
-  (pytest plugin loaded in the guest) are guest-side.
+- :mod:`.guest_pytest` -- pytest plugin loaded inside the guest.
 
 Only the standard library is used on the host side, so ``tools/vmtest`` runs with
 any Python 3.9+ before the project's virtualenv exists.

@@ -36,6 +36,7 @@ def guest_env(series: str, extra: Sequence[str] = ()) -> Dict[str, str]:
         "PYBPF_VMTEST": "1",
         "PYBPF_VMTEST_KERNEL": series,
         "PYBPF_VMTEST_OUT": "/run/vmtest/out",
+        "PYTHONUNBUFFERED": "1",   # output is a pipe to the console: stream it
         # The guest plugin uses the host-built BPF objects and records results;
         # the cache provider would write .pytest_cache into the tree for nothing.
         "PYTEST_ADDOPTS": " ".join(filter(None, [
@@ -44,6 +45,9 @@ def guest_env(series: str, extra: Sequence[str] = ()) -> Dict[str, str]:
     }
     if (venv / "bin" / "python").exists():
         env["VIRTUAL_ENV"] = str(venv)
+    # The guest pytest plugin is imported by module name: make the tree importable for
+    # any pytest entry point, not only `python -m pytest` run from the root.
+    env["PYTHONPATH"] = ":".join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
     for name in ("CI", "PY_COLORS", "PYBPF_DEBUG"):
         if name in os.environ:
             env[name] = os.environ[name]
@@ -57,7 +61,9 @@ def guest_env(series: str, extra: Sequence[str] = ()) -> Dict[str, str]:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tools/vmtest", description=__doc__.split("\n\n")[0],
+        prog="tools/vmtest",
+        description="Run a command, or the guest test set, in a Debian guest kernel under QEMU (TCG) "
+                    "with the host's filesystem; the exit status is the guest command's.",
         usage="tools/vmtest [OPTIONS] KERNEL -- COMMAND...\n"
               "       tools/vmtest [OPTIONS] suite [KERNEL...]\n"
               "       tools/vmtest fetch [KERNEL...]",
@@ -65,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="a kernel (5.10, 6.1, 6.12), 'suite' or 'fetch'")
     p.add_argument("kernels", nargs="*", help="suite/fetch: the kernels (default: all)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"seconds before a guest is killed (default {DEFAULT_TIMEOUT:.0f})")
+                   help=f"seconds before a guest is killed, exit 124 (default {DEFAULT_TIMEOUT:.0f})")
     p.add_argument("--memory", default="2G", help="guest RAM (default 2G)")
     p.add_argument("--cpus", type=int, default=2, help="guest vCPUs (default 2)")
     p.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE",
@@ -78,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-file", type=Path,
                    help="suite: also append the per-kernel summary lines to this file")
     return p
+
+
+def _usage(message: str) -> int:
+    print(f"vmtest: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -102,10 +113,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return suite.run_suite(rest or list(kernels.SERIES), root=ROOT, args=args,
                                    env_for=lambda s: guest_env(s, args.env))
         if args.target not in kernels.SERIES:
-            raise kernels.VmtestError(f"unknown kernel or command {args.target!r}: "
-                                      f"choose one of {', '.join(kernels.SERIES)}, suite, fetch")
+            return _usage(f"unknown kernel or command {args.target!r}: "
+                          f"choose one of {', '.join(kernels.SERIES)}, suite, fetch")
         if rest or not command:
-            raise kernels.VmtestError(f"usage: tools/vmtest [OPTIONS] {args.target} -- COMMAND...")
+            return _usage(f"usage: tools/vmtest [OPTIONS] {args.target} -- COMMAND...")
         host.ensure_packages()
         if not args.no_build:
             host.build_objects(ROOT)

@@ -2,11 +2,12 @@
 
 Debian's generic kernels build 9p, virtio-pci (before 6.12) and overlayfs as
 modules, so the kernel cannot mount the host's filesystem by itself.  Stage 1
-(``/init`` below, run by busybox) loads those modules, mounts the host's ``/`` read-only
-over 9p, puts a tmpfs overlay on top (the guest may write anywhere; nothing reaches
-the host) and switches root to it, handing over to stage 2
-(``guest_init.sh``, read from the host tree) which mounts the BPF-related
-filesystems and runs the command.
+(``/init``, busybox sh) loads those modules, mounts the host's ``/`` read-only over
+9p with a tmpfs overlay on top (the guest may write anywhere; nothing reaches the
+host), mounts proc/sys/dev, bpffs, tracefs, debugfs, securityfs, cgroup2 and the
+run directory on it, and switches root to it.  Stage 2 (``/stage2``, PID 1 on the
+new root) runs the command and reports its exit status.  No host binary is exec'd
+over 9p before the command itself: that keeps the boot short under TCG.
 
 The archive is a gzip'd newc cpio written here directly (no cpio/mkinitramfs
 needed); modules are stored decompressed so busybox ``insmod`` needs no xz/zstd
@@ -19,13 +20,14 @@ import gzip
 import hashlib
 import io
 import lzma
+import os
 import shutil
 import stat
 import subprocess
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from .kernels import Kernel, VmtestError, cache_dir
+from .kernels import Kernel, VmtestError, cache_dir, cache_lock
 
 BUSYBOX = Path("/bin/busybox")
 
@@ -95,11 +97,12 @@ exec $bb switch_root $R /run/vmtest-init/busybox sh /run/vmtest-init/stage2
 
 STAGE2 = r"""#!/bin/busybox sh
 # vmtest stage 2: run /run/vmtest/run.sh (the command, in a clean environment, with the
-# host's /bin/sh), report its exit status in /run/vmtest/exit-status and as a console
-# marker, and power off.
+# host's /bin/sh; its output goes through a pipe, as in CI, not to the console tty),
+# report its exit status in /run/vmtest/exit-status and as a console marker, power off.
 bb=/run/vmtest-init/busybox
+set -o pipefail
 echo "@@VMTEST-START@@"
-$bb env -i /bin/sh /run/vmtest/run.sh < /dev/null
+$bb env -i /bin/sh /run/vmtest/run.sh < /dev/null 2>&1 | $bb cat
 rc=$?
 echo $rc > /run/vmtest/exit-status
 $bb sync
@@ -207,6 +210,13 @@ def build(kernel: Kernel) -> Path:
     out = cache_dir() / "initramfs" / f"{kernel.release}-{key}.cpio.gz"
     if out.is_file():
         return out
+    with cache_lock(cache_dir()):
+        if not out.is_file():
+            _write(out, kernel, modules)
+    return out
+
+
+def _write(out: Path, kernel: Kernel, modules: List[str]) -> None:
     cpio = _Cpio()
     for d in ("bin", "dev", "proc", "sys", "lower", "upper", "newroot", "modules"):
         cpio.dir(d)
@@ -224,7 +234,6 @@ def build(kernel: Kernel) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f"{kernel.release}-*.cpio.gz"):
         stale.unlink()
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(gzip.compress(cpio.finish(), compresslevel=6))
     tmp.replace(out)
-    return out

@@ -165,6 +165,29 @@ def _os_codename() -> str:
     return ""
 
 
+def parse_sources(text: str, deb822: bool) -> List[Tuple[str, List[str], List[str]]]:
+    """(uri, suites, components) of the enabled ``deb`` entries of one sources file."""
+    out: List[Tuple[str, List[str], List[str]]] = []
+    if deb822:
+        for stanza in re.split(r"\n\s*\n", text):
+            fields: Dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line or line[:1].isspace():
+                    continue
+                key, value = line.split(":", 1)
+                fields[key.strip().lower()] = value.strip()
+            if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
+                continue
+            for uri in fields.get("uris", "").split():
+                out.append((uri, fields.get("suites", "").split(), fields.get("components", "").split()))
+        return out
+    for line in text.splitlines():
+        words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+        if len(words) >= 3 and words[0] == "deb":
+            out.append((words[1], [words[2]], words[3:]))
+    return out
+
+
 def apt_sources() -> List[Tuple[str, List[str], List[str]]]:
     """(uri, suites, components) of every enabled deb entry in the system's apt sources."""
     out: List[Tuple[str, List[str], List[str]]] = []
@@ -173,27 +196,12 @@ def apt_sources() -> List[Tuple[str, List[str], List[str]]]:
     if d.is_dir():
         files += sorted(d.iterdir())
     for f in files:
+        if f.suffix not in (".sources", ".list"):
+            continue
         try:
-            text = f.read_text()
+            out += parse_sources(f.read_text(), deb822=f.suffix == ".sources")
         except OSError:
             continue
-        if f.suffix == ".sources":
-            for stanza in re.split(r"\n\s*\n", text):
-                fields: Dict[str, str] = {}
-                for line in stanza.splitlines():
-                    if line.startswith("#") or ":" not in line or line[:1].isspace():
-                        continue
-                    key, value = line.split(":", 1)
-                    fields[key.strip().lower()] = value.strip()
-                if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
-                    continue
-                for uri in fields.get("uris", "").split():
-                    out.append((uri, fields.get("suites", "").split(), fields.get("components", "").split()))
-        elif f.name == "sources.list" or f.suffix == ".list":
-            for line in text.splitlines():
-                line = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-                if len(line) >= 3 and line[0] == "deb":
-                    out.append((line[1], [line[2]], line[3:]))
     return out
 
 

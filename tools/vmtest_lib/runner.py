@@ -7,8 +7,13 @@ serial console carries the command's output: everything before the
 ``@@VMTEST-START@@`` marker is boot noise (shown with ``verbose`` or when the boot
 fails), everything after it is streamed to the caller until the
 ``@@VMTEST-EXIT n@@`` marker.  The status file is authoritative; the marker is the
-fallback; a guest that reports neither (kernel panic, hang, QEMU error) is a
-failure with the console tail printed, never a silent success.
+fallback; a guest that reports neither (kernel panic or oops, hang, QEMU error)
+is a failure -- exit 125, or 124 on timeout -- never a silent success.
+
+Kernel parameters: ``panic=-1 oops=panic`` turn a kernel crash into a reboot,
+which ``-no-reboot`` turns into QEMU exiting; ``quiet`` keeps only warnings on the
+console (they stay visible among the command's output); ``lsm=...,bpf`` where the
+kernel's default LSM list lacks the BPF LSM (Debian's 5.10).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def qemu_binary() -> str:
     path = shutil.which("qemu-system-x86_64")
     if path is None:
         raise VmtestError("qemu-system-x86_64 not found: apt-get install qemu-system-x86 "
-                          "(tools/vmtest installs it with --setup)")
+                          "(tools/vmtest installs it when run as root)")
     return path
 
 
@@ -89,8 +94,7 @@ def qemu_command(kernel: Kernel, initrd: Path, rundir: Path, *, memory: str, cpu
     ]
 
 
-def write_run_dir(rundir: Path, kernel: Kernel, command: Sequence[str], cwd: Path,
-                  env: Mapping[str, str]) -> None:
+def write_run_dir(rundir: Path, command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> None:
     """run.sh: the command with its environment, run by stage 2 in a clean environment."""
     (rundir / "out").mkdir()
     lines = ["#!/bin/sh"]
@@ -108,8 +112,8 @@ class _ConsoleFilter:
         self.started: Optional[float] = None
         self.status: Optional[int] = None
         self.boot_log: List[str] = []
-        self.tail: List[str] = []
         self._pending = ""
+        self._bol = True          # the output so far ends with a newline
 
     def feed(self, text: str) -> None:
         text = (self._pending + text).replace("\r\n", "\n")
@@ -132,7 +136,6 @@ class _ConsoleFilter:
 
     def _line(self, line: str) -> None:
         stripped = line.strip()
-        self.tail = (self.tail + [line])[-40:]
         if self.started is None:
             if stripped.endswith(START):
                 self.started = time.monotonic()
@@ -145,12 +148,13 @@ class _ConsoleFilter:
                     self._emit(line)
             return
         if self.status is None:
-            idx = stripped.find(EXIT)
+            idx = line.find(EXIT)
             if idx >= 0 and stripped.endswith("@@"):
-                if idx:
-                    self._emit(stripped[:idx] + "\n")
+                self._emit(line[:idx])
+                if not self._bol:
+                    self._emit("\n")
                 try:
-                    self.status = int(stripped[idx + len(EXIT):-2])
+                    self.status = int(stripped[stripped.find(EXIT) + len(EXIT):-2])
                 except ValueError:
                     self.status = STATUS_NO_REPORT
                 return
@@ -159,8 +163,10 @@ class _ConsoleFilter:
             self._emit(line)
 
     def _emit(self, text: str) -> None:
-        self.out.write(text)
-        self.out.flush()
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self._bol = text.endswith("\n")
 
     def close(self) -> None:
         if self._pending and self.started is not None and self.status is None:
@@ -182,7 +188,7 @@ def run(kernel: Kernel, command: Sequence[str], *, cwd: Path, env: Mapping[str, 
     console = _ConsoleFilter(out, verbose)
     proc: Optional[subprocess.Popen] = None
     try:
-        write_run_dir(rundir, kernel, command, cwd, env)
+        write_run_dir(rundir, command, cwd, env)
         cmd = qemu_command(kernel, initrd, rundir, memory=memory, cpus=cpus)
         if verbose:
             print("vmtest: " + " ".join(shlex.quote(c) for c in cmd), file=log, flush=True)
@@ -213,10 +219,13 @@ def run(kernel: Kernel, command: Sequence[str], *, cwd: Path, env: Mapping[str, 
         if timed_out:
             proc.kill()
             proc.wait()
-            phase = "booting" if console.started is None else f"running {' '.join(command)!r}"
-            print(f"vmtest: {kernel.series}: guest timed out after {timeout:.0f} s while {phase}; "
-                  "last console lines:", file=log)
-            log.write("".join(console.tail[-20:]))
+            if console.started is None:
+                print(f"vmtest: {kernel.series}: guest timed out after {timeout:.0f} s while booting; "
+                      "console:", file=log)
+                log.write("".join(console.boot_log[-60:]))
+            else:
+                print(f"\nvmtest: {kernel.series}: guest timed out after {timeout:.0f} s running "
+                      f"{' '.join(command)!r}", file=log)
             log.flush()
             return Result(STATUS_TIMEOUT, _boot(console, t0), _ran(console), {})
         try:
@@ -228,10 +237,13 @@ def run(kernel: Kernel, command: Sequence[str], *, cwd: Path, env: Mapping[str, 
         if status is None:
             status = console.status
         if status is None:
-            where = "during boot" if console.started is None else "while running the command"
-            print(f"vmtest: {kernel.series}: guest stopped {where} without reporting an exit status "
-                  f"(QEMU exit {proc.returncode}); console:", file=log)
-            log.write("".join((console.boot_log if console.started is None else console.tail)[-60:]))
+            if console.started is None:
+                print(f"vmtest: {kernel.series}: guest stopped while booting (QEMU exit "
+                      f"{proc.returncode}); console:", file=log)
+                log.write("".join(console.boot_log[-60:]))
+            else:   # its console output (a panic, say) has been streamed already
+                print(f"\nvmtest: {kernel.series}: guest stopped without reporting the command's exit "
+                      f"status (kernel panic or power-off; QEMU exit {proc.returncode})", file=log)
             log.flush()
             status = STATUS_NO_REPORT
         outputs = {p.name: p.read_bytes() for p in (rundir / "out").iterdir() if p.is_file()}
