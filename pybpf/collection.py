@@ -22,6 +22,7 @@ from .btf.codec import BytesCodec, codec_for
 from .consts import MapFlags, MapType, ProgType
 from .elf import load_collection_spec
 from .errors import BPFError, NotSupportedError, SyscallError
+from .externs import KsymResolver, fill_kconfig
 from .kbtf import load_kernel_btf
 from .maps.map import Map, possible_cpus
 from .maps.pinning import open_pinned, pin_path
@@ -185,12 +186,20 @@ class _Loader:
         self.pin_root = os.fspath(pin_root) if pin_root is not None else None
         self.log_level = log_level
         self._kbtf: Optional[Spec] = None
+        self._vmlinux: Optional[Spec] = None
         self.btf_feats = BTFFeatures.all()
 
     def kernel_btf(self) -> Spec:
+        """The CO-RE target (a user-given BTF or the running kernel's), opened once per load."""
         if self._kbtf is None:
             self._kbtf = load_kernel_btf(self.kernel_btf_src)
         return self._kbtf
+
+    def vmlinux_btf(self) -> Spec:
+        """The running kernel's BTF (attach targets, __ksym externs), opened once per load."""
+        if self._vmlinux is None:
+            self._vmlinux = self.kernel_btf() if self.kernel_btf_src is None else load_kernel_btf(None)
+        return self._vmlinux
 
     def load(self) -> Collection:
         _raise_memlock_once()
@@ -198,21 +207,24 @@ class _Loader:
         programs: Dict[str, Program] = {}
         btf_fd: Optional[FD] = None
         try:
+            fill_kconfig(self.spec)
             btf_fd = self._load_btf()
             for name, ms in self.spec.maps.items():
                 maps[name] = self._create_map(name, ms, btf_fd)
-            for name, ps in self.spec.programs.items():
-                if not ps.autoload:
-                    continue
-                # Without kernel FUNC support, programs load without func/line info.
-                prog_btf = btf_fd if self.btf_feats.func_info else None
-                try:
-                    programs[name] = load_program(ps, maps=maps, btf_fd=prog_btf,
-                                                  kernel_btf=self.kernel_btf, log_level=self.log_level,
-                                                  vmlinux_btf=lambda: load_kernel_btf(None))
-                except SyscallError as e:
-                    _explain_missing_prog_feature(ps, e)
-                    raise
+            with KsymResolver(self.vmlinux_btf) as ksyms:
+                for name, ps in self.spec.programs.items():
+                    if not ps.autoload:
+                        continue
+                    # Without kernel FUNC support, programs load without func/line info.
+                    prog_btf = btf_fd if self.btf_feats.func_info else None
+                    try:
+                        programs[name] = load_program(ps, maps=maps, btf_fd=prog_btf,
+                                                      kernel_btf=self.kernel_btf,
+                                                      log_level=self.log_level,
+                                                      vmlinux_btf=self.vmlinux_btf, ksyms=ksyms)
+                    except SyscallError as e:
+                        _explain_missing_prog_feature(ps, e)
+                        raise
             self._fill_contents(maps, programs)
             return Collection(self.spec, maps, programs, btf_fd)
         except BaseException:
@@ -249,7 +261,7 @@ class _Loader:
         kname = self.spec.kernel_map_names.get(name, ms.name)
         if ms.type == MapType.PERF_EVENT_ARRAY and ms.max_entries == 0:
             ms.max_entries = possible_cpus()   # one slot per CPU, as libbpf sizes it
-        if ms.kind == MapKind.DATA:
+        if ms.kind in (MapKind.DATA, MapKind.KCONFIG):
             if features.have_feature("mmapable_arrays"):
                 ms.flags |= MapFlags.MMAPABLE
             if not self.btf_feats.datasec:
@@ -279,7 +291,7 @@ class _Loader:
                 inner_fd.close()
         m.name = name
         try:
-            if ms.kind == MapKind.DATA and ms.data is not None:
+            if ms.kind in (MapKind.DATA, MapKind.KCONFIG) and ms.data is not None:
                 m.update_raw(b"\0\0\0\0", bytes(ms.data).ljust(ms.value_size, b"\0"))
             if ms.freeze:
                 m.freeze()
@@ -292,7 +304,7 @@ class _Loader:
 
     def _fill_contents(self, maps: Dict[str, Map], programs: Dict[str, Program]) -> None:
         for name, ms in self.spec.maps.items():
-            if not ms.contents or ms.kind == MapKind.DATA:
+            if not ms.contents or ms.kind in (MapKind.DATA, MapKind.KCONFIG):
                 continue
             m = maps[name]
             for key, value in ms.contents:

@@ -8,14 +8,18 @@ it is asked for, so kernel BTF (100k+ types) is cheap to open.  Split BTF
 
 from __future__ import annotations
 
+import mmap
 import struct
+import sys
 from array import array
+from bisect import bisect_left, bisect_right
 from typing import Dict, Iterator, List, Optional, Sequence, Union as _U
 
 from ..errors import ParseError
+from .cache import NameIndex, TypeIndex, build_name_index
 from .types import (
     MODIFIER_KINDS, AnyType, Array, Const, Datasec, DeclTag, Enum, Enum64, EnumValue, Float, Func,
-    FuncProto, Fwd, Int, IntEncoding, Kind, Linkage, Member, Param, Ptr, Restrict, Struct, Type,
+    FuncProto, Fwd, Int, IntEncoding, Kind, Linkage, Member, Param, Ptr, Restrict, Struct,
     Typedef, TypeTag, Union, Var, VarSecinfo, Void, Volatile,
 )
 
@@ -60,6 +64,12 @@ for _k, (_f, _v) in _EXTRA.items():
     _EXTRA_FIXED[_k] = _f
     _EXTRA_VLEN[_k] = _v
 _VALID_KIND = [k in _EXTRA for k in range(32)]
+# The byte holding kflag|kind of a record -> Kind (None for kinds this parser does not know).
+_KIND_OF_BYTE: List[Optional[Kind]] = [Kind(b & 0x1F) if b & 0x1F in _EXTRA else None
+                                       for b in range(256)]
+_KIND_MASK = bytes(b & 0x1F for b in range(256))
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+Buffer = _U[bytes, bytearray, memoryview, mmap.mmap]
 
 _VOID = Void()
 
@@ -67,17 +77,18 @@ _VOID = Void()
 class Spec:
     """A parsed BTF blob: types by id, names, strings.
 
-    Build one with :meth:`parse` (raw BTF bytes) or, for kernel and ELF files,
-    with the helpers in :mod:`pybpf.btf.kernel` and :mod:`pybpf.elf`.
+    Build one with :meth:`parse` (raw BTF bytes); :func:`pybpf.kbtf.load_kernel_btf`
+    opens kernel BTF (with an on-disk index cache) and :mod:`pybpf.elf` the
+    BTF of objects.
 
     Type ids of a split spec (module BTF) continue after its ``base``'s ids;
     lookups by id or name fall through to the base.
     """
 
-    def __init__(self, data: bytes, *, base: Optional["Spec"] = None, byteorder: str,
+    def __init__(self, data: Buffer, *, base: Optional["Spec"] = None, byteorder: str,
                  hdr_len: int, type_off: int, type_len: int, str_off: int, str_len: int,
                  file: Optional[str] = None):
-        self.raw = data
+        self.raw: _U[bytes, mmap.mmap] = data  # type: ignore[assignment]
         self.base = base
         self.byteorder = byteorder
         self.file = file
@@ -88,18 +99,29 @@ class Spec:
         self._str_len = str_len
         self.start_id = len(base) if base is not None else 1
         self._str_base = base._str_len_total if base is not None else 0
-        self._offsets = array("I")
+        self._kind_at = 7 if byteorder == "<" else 4     # byte holding kflag|kind in a record
+        self._offsets: Sequence[int] = array("I")
+        self._names: Optional[NameIndex] = None
+        self._name_offs: Optional[Sequence[int]] = None   # from the walk, until the name index exists
         self._cache: Dict[int, AnyType] = {}
-        self._names: Optional[Dict[str, List[int]]] = None
         self._str_cache: Dict[int, str] = {}
+        self._find_cache: Dict[str, Sequence[int]] = {}
         self._align_cache: Dict[int, int] = {}
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def parse(cls, data: _U[bytes, bytearray, memoryview], *, base: Optional["Spec"] = None,
-              file: Optional[str] = None) -> "Spec":
-        """Parse raw BTF (as in /sys/kernel/btf/* or an ELF's .BTF section)."""
-        data = bytes(data)
+    def parse(cls, data: Buffer, *, base: Optional["Spec"] = None, file: Optional[str] = None,
+              index: Optional[TypeIndex] = None) -> "Spec":
+        """Parse raw BTF (as in /sys/kernel/btf/* or an ELF's .BTF section).
+
+        ``data`` may be ``bytes`` or a read-only ``mmap`` (kept, not copied);
+        other buffers are copied.  ``index`` is a previously built
+        :class:`~pybpf.btf.cache.TypeIndex` of the same blob (from the on-disk
+        cache): it replaces the indexing pass after a plausibility check, and
+        a :class:`ParseError` says when it does not fit the blob.
+        """
+        if not isinstance(data, (bytes, mmap.mmap)):
+            data = bytes(data)
         where = file or "<bytes>"
         if len(data) < HEADER_SIZE:
             raise ParseError(f"BTF is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header",
@@ -135,68 +157,171 @@ class Spec:
             raise ParseError("BTF type and string sections overlap", file=where, section=".BTF")
         spec = cls(data, base=base, byteorder=bo, hdr_len=hdr_len, type_off=type_off,
                    type_len=type_len, str_off=str_off, str_len=str_len, file=file)
-        spec._index()
+        if index is not None:
+            spec._adopt(index)
+        else:
+            spec._walk()
         return spec
 
-    def _index(self) -> None:
-        data = self.raw
-        pos = self._types_start
-        end = self._types_end
-        unpack = self._s.common.unpack_from
-        offsets = []
-        append = offsets.append
-        fixed = _EXTRA_FIXED
-        per = _EXTRA_VLEN
-        valid = _VALID_KIND
-        while pos < end:
-            if pos + 12 > end:
-                raise ParseError("truncated BTF type record", file=self.file or "<bytes>",
-                                 section=".BTF", offset=pos)
-            _name, info, _sz = unpack(data, pos)
-            kind = (info >> 24) & 0x1F
-            if not valid[kind] or kind == 0:
-                raise ParseError(f"unknown BTF kind {kind} for type [{self.start_id + len(offsets)}]",
-                                 file=self.file or "<bytes>", section=".BTF", offset=pos)
-            append(pos)
-            pos += 12 + fixed[kind] + per[kind] * (info & 0xFFFF)
-        if pos != end:
-            raise ParseError("BTF type section ends inside a type record",
-                             file=self.file or "<bytes>", section=".BTF", offset=pos)
-        self._offsets = array("I", offsets)
+    def _fail(self, msg: str, offset: Optional[int] = None) -> ParseError:
+        return ParseError(msg, file=self.file or "<bytes>", section=".BTF", offset=offset)
+
+    def _words(self) -> Sequence[int]:
+        """The type section as native ``uint32`` words (a view when byte orders agree)."""
+        start, end = self._types_start, self._types_end
+        if (end - start) % 4:
+            raise self._fail("BTF type section ends inside a type record", end)
+        if self.byteorder == _NATIVE:
+            return memoryview(self.raw)[start:end].cast("I")
+        words = array("I", self.raw[start:end])
+        words.byteswap()
+        return words
+
+    def _walk(self) -> None:
+        """The one indexing pass: the word offset and name offset of every type record.
+
+        The size of a record depends only on its ``info`` word (kind and vlen),
+        and vmlinux has a few hundred distinct ``info`` values, so sizes are
+        memoized per ``info`` and the loop does one dict lookup per type.
+        Name offsets are gathered on the way for the name index (built on the
+        first lookup by name, see :meth:`_name_index`).
+        """
+        words = self._words()
+        offsets = array("I")
+        name_offs = array("I")
+        add = offsets.append
+        add_name = name_offs.append
+        steps: Dict[int, int] = {}
+        n = len(words)
+        i = 0
+        try:
+            while i < n:
+                add(i)
+                add_name(words[i])
+                info = words[i + 1]
+                try:
+                    i += steps[info]
+                except KeyError:
+                    kind = (info >> 24) & 0x1F
+                    if kind == 0 or not _VALID_KIND[kind]:
+                        raise self._fail(f"unknown BTF kind {kind} for type "
+                                         f"[{self.start_id + len(offsets) - 1}]",
+                                         self._types_start + 4 * i) from None
+                    step = steps[info] = 3 + (_EXTRA_FIXED[kind] + _EXTRA_VLEN[kind] * (info & 0xFFFF)) // 4
+                    i += step
+        except IndexError:
+            raise self._fail("truncated BTF type record", self._types_start + 4 * i) from None
+        if i != n:
+            raise self._fail("BTF type section ends inside a type record", self._types_start + 4 * i)
+        self._offsets = offsets
+        self._name_offs = name_offs
+
+    def _adopt(self, index: TypeIndex) -> None:
+        """Use a cached index after checking that it plausibly belongs to this blob."""
+        offs = index.offsets
+        nwords = (self._types_end - self._types_start) // 4
+        ok = True
+        if len(offs):
+            words = self._words()
+            last = offs[-1]
+            ok = offs[0] == 0 and last < nwords
+            if ok:
+                info = words[last + 1] if last + 1 < nwords else 0
+                kind = (info >> 24) & 0x1F
+                ok = _VALID_KIND[kind] and kind != 0 and \
+                    last + 3 + (_EXTRA_FIXED[kind] + _EXTRA_VLEN[kind] * (info & 0xFFFF)) // 4 == nwords
+            step = max(1, len(offs) // 16)
+            for j in range(0, len(offs), step):
+                if not ok:
+                    break
+                w = offs[j]
+                ok = w < nwords - 1 and _VALID_KIND[(words[w + 1] >> 24) & 0x1F]
+        elif nwords:
+            ok = False
+        names = index.names
+        if ok and names is not None:
+            ids = names.by_name
+            ok = len(names.name_offs) == len(offs) and all(ids[j] < len(offs) for j in (0, -1) if len(ids))
+        if not ok:
+            raise self._fail("the cached type index does not fit this BTF")
+        self._offsets = offs
+        self._names = names
+
+    def kinds(self) -> bytes:
+        """The kind of each of this spec's own types, one byte per type (index ``id - start_id``),
+        gathered at C speed: scanning a spec for a kind is a ``bytes.find`` loop."""
+        view = memoryview(self.raw)[self._types_start + self._kind_at:self._types_end]
+        return bytes(map(view.__getitem__, map((4).__mul__, self._offsets))).translate(_KIND_MASK)
+
+    def ids_of_kind(self, kind: Kind) -> List[int]:
+        """Ids of this spec's own types of ``kind``, ascending."""
+        kinds = self.kinds()
+        needle = bytes([int(kind)])
+        out = []
+        pos = kinds.find(needle)
+        while pos >= 0:
+            out.append(self.start_id + pos)
+            pos = kinds.find(needle, pos + 1)
+        return out
+
+    def record_pos(self, type_id: int) -> int:
+        """Byte offset in :attr:`raw` of the record of own type ``type_id`` (for raw patching)."""
+        idx = type_id - self.start_id
+        if not 0 <= idx < len(self._offsets):
+            raise self._fail(f"BTF type id {type_id} is not one of this spec's own types")
+        return self._types_start + 4 * self._offsets[idx]
+
+    @property
+    def index_offsets(self) -> Sequence[int]:
+        """Word offset of each own type record in the type section (see :class:`TypeIndex`)."""
+        return self._offsets
+
+    @property
+    def types_range(self) -> "tuple[int, int]":
+        """[start, end) of the type section in :attr:`raw`."""
+        return self._types_start, self._types_end
+
+    @property
+    def index(self) -> TypeIndex:
+        """This spec's :class:`~pybpf.btf.cache.TypeIndex` with its name index (built if needed),
+        as saved by the on-disk cache."""
+        return TypeIndex(self._offsets, self._name_index())
 
     # -- strings ----------------------------------------------------------------------------
     @property
     def _str_len_total(self) -> int:
         return self._str_base + self._str_len
 
-    def string(self, off: int) -> str:
-        """The string at offset ``off`` of the (combined base + own) string table."""
-        s = self._str_cache.get(off)
-        if s is not None:
-            return s
+    def _name_bytes(self, off: int) -> bytes:
+        """The raw bytes of the string at offset ``off`` (combined base + own table)."""
         if off < self._str_base:
             assert self.base is not None
-            return self.base.string(off)
+            return self.base._name_bytes(off)
         rel = off - self._str_base
         if rel >= self._str_len:
-            raise ParseError(f"BTF string offset {off} outside the string section",
-                             file=self.file or "<bytes>", section=".BTF")
+            raise self._fail(f"BTF string offset {off} outside the string section")
         start = self._str_start + rel
         nul = self.raw.find(b"\0", start, self._str_start + self._str_len)
         if nul < 0:
-            raise ParseError(f"unterminated BTF string at offset {off}",
-                             file=self.file or "<bytes>", section=".BTF")
-        try:
-            s = self.raw[start:nul].decode("utf-8")
-        except UnicodeDecodeError:
-            s = self.raw[start:nul].decode("latin-1")
-        self._str_cache[off] = s
+            raise self._fail(f"unterminated BTF string at offset {off}")
+        return self.raw[start:nul]
+
+    def string(self, off: int) -> str:
+        """The string at offset ``off`` of the (combined base + own) string table."""
+        s = self._str_cache.get(off)
+        if s is None:
+            b = self._name_bytes(off)
+            try:
+                s = b.decode("utf-8")
+            except UnicodeDecodeError:
+                s = b.decode("latin-1")
+            self._str_cache[off] = s
         return s
 
     @property
     def strings_raw(self) -> bytes:
         """This spec's own raw string section (not its base's)."""
-        return self.raw[self._str_start:self._str_start + self._str_len]
+        return bytes(self.raw[self._str_start:self._str_start + self._str_len])
 
     # -- types ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -215,29 +340,28 @@ class Spec:
             return _VOID
         if type_id < self.start_id:
             if self.base is None:
-                raise ParseError(f"BTF type id {type_id} out of range", file=self.file or "<bytes>",
-                                 section=".BTF")
+                raise self._fail(f"BTF type id {type_id} out of range")
             return self.base.type(type_id)
         idx = type_id - self.start_id
         if idx >= len(self._offsets) or idx < 0:
-            raise ParseError(f"BTF type id {type_id} out of range (have {len(self)})",
-                             file=self.file or "<bytes>", section=".BTF")
-        t = self._decode(self._offsets[idx], type_id)
+            raise self._fail(f"BTF type id {type_id} out of range (have {len(self)})")
+        t = self._decode(self._types_start + 4 * self._offsets[idx], type_id)
         self._cache[type_id] = t
         return t
 
     def kind_of(self, type_id: int) -> Kind:
         """The kind of a type without decoding it."""
+        idx = type_id - self.start_id
+        if 0 <= idx < len(self._offsets):
+            k = _KIND_OF_BYTE[self.raw[self._types_start + 4 * self._offsets[idx] + self._kind_at]]
+            if k is None:
+                raise self._fail(f"BTF type [{type_id}] has an unknown kind")
+            return k
         if type_id == 0:
             return Kind.UNKN
-        if type_id < self.start_id:
-            assert self.base is not None
+        if type_id < self.start_id and self.base is not None:
             return self.base.kind_of(type_id)
-        idx = type_id - self.start_id
-        if not 0 <= idx < len(self._offsets):
-            raise ParseError(f"BTF type id {type_id} out of range", file=self.file or "<bytes>",
-                             section=".BTF")
-        return Kind((self._s.u32.unpack_from(self.raw, self._offsets[idx] + 4)[0] >> 24) & 0x1F)
+        raise self._fail(f"BTF type id {type_id} out of range")
 
     def _check_id(self, ref: int, tid: int) -> int:
         if ref >= len(self):
@@ -280,14 +404,14 @@ class Spec:
                          for vn, vv in (unp(data, p + 8 * i) for i in range(vlen)))
             return Enum(name, size_type, kflag, vals)
         if kind == Kind.ENUM64:
-            vals = []
+            vals64: List[EnumValue] = []
             for i in range(vlen):
                 vn, lo, hi = s.enum64.unpack_from(data, p + 12 * i)
                 v = (hi << 32) | lo
                 if kflag and v >= 1 << 63:
                     v -= 1 << 64
-                vals.append(EnumValue(self.string(vn), v))
-            return Enum64(name, size_type, kflag, tuple(vals))
+                vals64.append(EnumValue(self.string(vn), v))
+            return Enum64(name, size_type, kflag, tuple(vals64))
         if kind == Kind.FWD:
             return Fwd(name, kflag)
         if kind == Kind.TYPEDEF:
@@ -332,29 +456,45 @@ class Spec:
         yield from self.types()
 
     # -- names ------------------------------------------------------------------------------
-    def _name_index(self) -> Dict[str, List[int]]:
+    def _name_index(self) -> NameIndex:
         if self._names is None:
-            names: Dict[str, List[int]] = {}
-            unpack = self._s.u32.unpack_from
-            data = self.raw
-            sid = self.start_id
-            string = self.string
-            for i, pos in enumerate(self._offsets):
-                (no,) = unpack(data, pos)
-                if no:
-                    n = string(no)
-                    lst = names.get(n)
-                    if lst is None:
-                        names[n] = [sid + i]
-                    else:
-                        lst.append(sid + i)
-            self._names = names
+            name_offs = self._name_offs
+            if name_offs is None:
+                words = self._words()
+                name_offs = array("I", map(words.__getitem__, self._offsets))
+            own_strings = bytes(self.raw[self._str_start:self._str_start + self._str_len]) \
+                if self.base is None else None
+            self._names = build_name_index(name_offs, own_strings, self._name_bytes)
+            self._name_offs = None
         return self._names
+
+    def _own_ids(self, name: str) -> Sequence[int]:
+        """Ids of this spec's own types named ``name`` (ascending)."""
+        ids = self._find_cache.get(name)
+        if ids is not None:
+            return ids
+        index = self._name_index()
+        names, by_name, name_of = index.names, index.by_name, index.name_offs.__getitem__
+        found: List[int] = []
+        for key in _name_keys(name):
+            pos = bisect_left(names, key, key=self._name_bytes)
+            while pos < len(names) and self._name_bytes(names[pos]) == key:
+                off = names[pos]
+                lo = bisect_left(by_name, off, key=name_of)
+                found.extend(by_name[lo:bisect_right(by_name, off, lo, key=name_of)])
+                pos += 1
+        found = [self.start_id + i for i in found]
+        if len(found) > 1:
+            found.sort()
+        ids = tuple(found)
+        if len(self._find_cache) < 4096:
+            self._find_cache[name] = ids
+        return ids
 
     def find(self, name: str, kind: Optional[Kind] = None) -> List[int]:
         """Ids of the types named ``name`` (of ``kind`` if given), base types first."""
         ids = list(self.base.find(name, kind)) if self.base is not None else []
-        own = self._name_index().get(name, ())
+        own = self._own_ids(name)
         if kind is None:
             ids.extend(own)
         else:
@@ -362,15 +502,41 @@ class Spec:
         return ids
 
     def find_one(self, name: str, kind: Optional[Kind] = None) -> int:
-        """The id of the only type named ``name`` (of ``kind``); KeyError when absent."""
+        """The id of the first type named ``name`` (of ``kind``); KeyError when absent."""
         ids = self.find(name, kind)
         if not ids:
             raise KeyError(f"no BTF type named {name!r}" + (f" of kind {kind.name}" if kind else ""))
         return ids[0]
 
     def names(self) -> Iterator[str]:
-        """All type names of this spec (not the base's)."""
-        return iter(self._name_index())
+        """All distinct type names of this spec (not the base's), in byte order."""
+        return (self.string(off) for off in self._name_index().names)
+
+    def names_containing(self, fragment: str) -> List[str]:
+        """This spec's own type names that contain ``fragment`` (e.g. ``"___"`` for flavors).
+
+        Searches the raw string section (C speed) and maps each hit to the type
+        names around it, instead of decoding every name: cheap on vmlinux BTF.
+        """
+        needle = _name_keys(fragment)[0]
+        if not needle:
+            return list(self.names())
+        index = self._name_index()
+        by_name, name_of = index.by_name, index.name_offs.__getitem__
+        raw, lo, hi = self.raw, self._str_start, self._str_start + self._str_len
+        found: Dict[int, None] = {}
+        pos = raw.find(needle, lo, hi)
+        while pos >= 0:
+            start = raw.rfind(b"\0", lo, pos) + 1      # the string holding the hit ...
+            base = self._str_base - lo
+            # ... and every type name that starts inside it, up to the hit
+            first = bisect_left(by_name, start + base, key=name_of)
+            last = bisect_right(by_name, pos + base, first, key=name_of)
+            for k in range(first, last):
+                found[name_of(by_name[k])] = None
+            end = raw.find(b"\0", pos, hi)
+            pos = raw.find(needle, end, hi) if end >= 0 else -1
+        return [self.string(off) for off in found]
 
     # -- helpers ----------------------------------------------------------------------------
     def skip_modifiers(self, type_id: int) -> int:
@@ -463,6 +629,26 @@ class Spec:
 
     def __repr__(self) -> str:
         return f"<pybpf.btf.Spec {self.file or '<bytes>'} types={len(self) - 1}>"
+
+
+def _name_keys(name: str) -> List[bytes]:
+    """The raw bytes a decoded name may have come from: UTF-8, or Latin-1 for the
+    names :meth:`Spec.string` decoded that way because they were not UTF-8."""
+    try:
+        keys = [name.encode("utf-8")]
+    except UnicodeEncodeError:
+        keys = []
+    if not name.isascii():
+        try:
+            latin = name.encode("latin-1")
+        except UnicodeEncodeError:
+            pass
+        else:
+            try:
+                latin.decode("utf-8")
+            except UnicodeDecodeError:
+                keys.append(latin)
+    return keys or [b""]
 
 
 def _describe(spec: Spec, tid: int, depth: int) -> str:

@@ -7,8 +7,9 @@ to the kernel (subprograms linked, CO-RE applied, map fd immediates shown as
 outputs can be diffed.  ``--core`` explains every CO-RE relocation: which
 instruction, what access in source terms, and what it resolved to.
 
-Everything here is parsing plus the pure CO-RE code; the only kernel-side
-input is the target BTF file (``/sys/kernel/btf/vmlinux`` unless ``--btf``).
+Everything here is parsing plus the pure CO-RE code; the kernel-side inputs
+are the target BTF file (``/sys/kernel/btf/vmlinux`` unless ``--btf``) and,
+for programs with ``__ksym`` externs, the running kernel's BTF and kallsyms.
 """
 
 from __future__ import annotations
@@ -207,7 +208,21 @@ def program_insns(spec: CollectionSpec, kernel_btf: KernelBTF,
     ``kernel_btf()`` (called only when a program has relocations).
     """
     from ..progs.loader import prepare_insns
-    return {ps.name: bytes(prepare_insns(ps, {}, kernel_btf)[0]) for ps in _select(spec, name)}
+    return {ps.name: bytes(prepare_insns(ps, {}, kernel_btf, ksyms=_ksyms(ps))[0])
+            for ps in _select(spec, name)}
+
+
+def _ksyms(ps: ProgramSpec) -> Optional[Dict[str, Any]]:
+    """``__ksym`` externs resolved against the running kernel, as libbpf would resolve
+    them (module BTF fds shown as 0, like map fds); None when the program has none."""
+    if not any(r.section == ".ksyms" for r in ps.extern_refs):
+        return None
+    import attrs
+    from ..externs import KsymResolver
+    from ..kbtf import load_kernel_btf
+    with KsymResolver(lambda: load_kernel_btf(None)) as resolver:
+        found = resolver.resolve_all(ps.name, ps.btf, ps.extern_refs)
+    return {n: attrs.evolve(k, btf_fd=0) for n, k in found.items()}
 
 
 def core_report(spec: CollectionSpec, kernel_btf: KernelBTF,
@@ -306,8 +321,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                     "object without loading anything.",
         epilog="--insns prints, per program, '# NAME' and then one instruction per line as 16 "
                "hex digits in memory order: subprograms linked and CO-RE applied, exactly as "
-               "they would be sent to the kernel except that map fds are shown as 0 (and "
-               "__ksym/.kconfig externs are left unresolved). --core lists each CO-RE "
+               "they would be sent to the kernel except that map fds are shown as 0 "
+               "(.kconfig externs load from the .kconfig map; __ksym externs are resolved "
+               "against the running kernel, module BTF fds shown as 0). --core lists each CO-RE "
                "relocation: program, instruction index, kind, access path, local -> target "
                "value, or why it was poisoned. Both read the target BTF (--btf, default "
                "/sys/kernel/btf/vmlinux) only when the object has CO-RE relocations.")

@@ -61,11 +61,10 @@ def _flavored_names(spec: Spec) -> Dict[str, List[str]]:
     idx = _FLAVORED.get(spec)
     if idx is None:
         idx = {}
-        for name in spec.names():
-            if "___" in name:
-                ess = essential_name(name)
-                if ess != name:
-                    idx.setdefault(ess, []).append(name)
+        for name in spec.names_containing("___"):
+            ess = essential_name(name)
+            if ess != name:
+                idx.setdefault(ess, []).append(name)
         _FLAVORED[spec] = idx
     return idx
 

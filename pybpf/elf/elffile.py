@@ -160,6 +160,9 @@ def read_elf(data: bytes, file: str) -> ElfObject:
         if s.info >= len(sections):
             raise ParseError(f"relocation section targets section {s.info}, which does not exist",
                              file=file, section=s.name)
+        target = sections[s.info]
+        if not target.executable and target.name not in _RELOCATED_DATA:
+            continue  # DWARF/.BTF/.BTF.ext relocations: nothing the loader applies
         lst = relocs.setdefault(s.info, [])
         for off, info in rel.iter_unpack(s.data):
             sym = info >> 32
@@ -169,6 +172,9 @@ def read_elf(data: bytes, file: str) -> ElfObject:
             lst.append(Reloc(off, sym, info & 0xFFFFFFFF))
     return ElfObject(file, bo, tuple(sections), tuple(symbols), relocs)
 
+
+# Non-code sections whose relocations the loader reads (prog array / map-in-map values).
+_RELOCATED_DATA = frozenset({".maps", ".struct_ops", ".struct_ops.link"})
 
 _ENUM_TYPE = {"STT_NOTYPE": 0, "STT_OBJECT": 1, "STT_FUNC": 2, "STT_SECTION": 3, "STT_FILE": 4,
               "STT_COMMON": 5, "STT_TLS": 6}

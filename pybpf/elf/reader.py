@@ -13,13 +13,14 @@ from typing import Dict, List, Optional, Set, Tuple, Union
 
 from ..btf import Kind, Spec
 from ..btf.ext import ExtInfo, parse_ext
-from ..btf.fixup import fixup_object_btf
-from ..btf.types import Datasec
+from ..btf.fixup import KCONFIG_SEC, KSYMS_SEC, fixup_object_btf, kconfig_layout
+from ..btf.types import Datasec, Var
 from ..errors import NotSupportedError, ParseError
 from ..spec import (CollectionSpec, CORERef, ExternRef, FuncInfoRec, LineInfoRec, MapKind, MapRef,
                     MapSpec, ProgramSpec, VariableSpec)
-from .elffile import (SHN_ABS, SHN_COMMON, SHN_UNDEF, SHT_NOBITS, SHT_PROGBITS, STB_LOCAL,
-                      STT_FUNC, STT_SECTION, ElfObject, Section, read_elf)
+from .elffile import (SHN_ABS, SHN_COMMON, SHN_UNDEF, SHT_NOBITS, SHT_PROGBITS, STB_GLOBAL,
+                      STB_LOCAL, STB_WEAK, STT_FUNC, STT_NOTYPE, STT_SECTION, ElfObject, Section,
+                      read_elf)
 from .maps import parse_btf_maps, parse_legacy_maps
 from .sections import parse_section
 
@@ -68,6 +69,14 @@ class _Func:
         self.is_prog, self.global_ = is_prog, global_
 
 
+class _Extern:
+    """What the reader knows of one extern symbol (libbpf's extern_desc, minus resolution)."""
+    __slots__ = ("section", "type_id", "weak", "offset")
+
+    def __init__(self, section: str, type_id: int, weak: bool, offset: int = 0):
+        self.section, self.type_id, self.weak, self.offset = section, type_id, weak, offset
+
+
 class _Reader:
     def __init__(self, elf: ElfObject, file: str, name: Optional[str]):
         self.elf = elf
@@ -81,7 +90,7 @@ class _Reader:
         self.map_by_shndx: Dict[int, str] = {}      # data section index -> map name
         self.map_sections: Set[int] = set()         # .maps / maps section indices
         self.funcs: Dict[int, List[_Func]] = {}     # section index -> functions sorted by start
-        self.extern_secs: Dict[str, str] = {}       # extern symbol name -> .kconfig/.ksyms
+        self.externs: Dict[str, _Extern] = {}       # extern symbol name -> what it is
         self._imm = struct.Struct(self.bo + "i")
         self._off = struct.Struct(self.bo + "h")
 
@@ -95,15 +104,19 @@ class _Reader:
             raise self.fail("object has no symbol table")
         btf_sec = elf.section(".BTF")
         if btf_sec is not None:
-            self.btf = self._fixed_btf(Spec.parse(btf_sec.data, file=self.file))
+            clang_btf = Spec.parse(btf_sec.data, file=self.file)
+            self._collect_externs(clang_btf)
+            self.btf = self._fixed_btf(clang_btf)
             ext_sec = elf.section(".BTF.ext")
             if ext_sec is not None:
                 self.ext = parse_ext(ext_sec.data, self.btf, file=self.file)
+        else:
+            self._collect_externs(None)
         license = self._license()
         kver = self._version()
         self._read_maps()
         self._read_data_sections()
-        self._read_externs()
+        self._kconfig_map()
         self._index_functions()
         programs: Dict[str, ProgramSpec] = {}
         for funcs in self.funcs.values():
@@ -113,8 +126,8 @@ class _Reader:
                         raise self.fail(f"program {fn.name!r} is defined twice", fn.sec.name)
                     programs[fn.name] = self._link(fn, license, kver)
         variables = self._variables()
-        kernel_names = {n: m.name if m.kind != MapKind.DATA else self._internal_map_name(n)
-                        for n, m in self.maps.items()}
+        kernel_names = {n: m.name if m.kind not in (MapKind.DATA, MapKind.KCONFIG)
+                        else self._internal_map_name(n) for n, m in self.maps.items()}
         return CollectionSpec(self.maps, programs, variables, self.btf, self.bo, license, kver,
                               self.file, self.obj_name, kernel_names)
 
@@ -125,6 +138,67 @@ class _Reader:
             if sym.name and 0 < sym.shndx < len(self.elf.sections) and sym.type in (0, 1):
                 offsets[(self.elf.sections[sym.shndx].name, sym.name)] = sym.value
         return fixup_object_btf(btf, sizes, offsets)
+
+    # -- externs ----------------------------------------------------------------------------
+    def _collect_externs(self, btf: Optional[Spec]) -> None:
+        """Extern symbols (undefined, global or weak, no type) and their BTF, as clang wrote it.
+
+        This runs before the BTF fix-ups, which replace the types of ``.ksyms``
+        variables: the declared type is what a typed ``__ksym`` is checked
+        against.  An extern without BTF or outside ``.kconfig``/``.ksyms`` is
+        recorded with no section; loading refuses it, naming it.
+        """
+        sections: Dict[str, str] = {}
+        kconfig: Dict[str, int] = {}
+        if btf is not None:
+            for secname in (KCONFIG_SEC, KSYMS_SEC):
+                for dsid in btf.find(secname, Kind.DATASEC):
+                    for vi in btf.type(dsid).vars:  # type: ignore[union-attr]
+                        sections[btf.type(vi.type).name] = secname
+            if KCONFIG_SEC in sections.values():
+                kconfig = {n: kv.offset for n, kv in kconfig_layout(btf)[0].items()}
+        for sym in self.elf.symbols:
+            if sym.shndx != SHN_UNDEF or sym.bind not in (STB_GLOBAL, STB_WEAK) or \
+                    sym.type != STT_NOTYPE or not sym.name:
+                continue
+            section = sections.get(sym.name, "")
+            type_id = 0
+            if btf is not None and section:
+                type_id = self._extern_type(btf, sym.name, section)
+            self.externs[sym.name] = _Extern(section, type_id, sym.bind == STB_WEAK,
+                                             kconfig.get(sym.name, 0))
+
+    def _extern_type(self, btf: Spec, name: str, section: str) -> int:
+        """libbpf's ``ksym.type_id``: a variable's declared type (modifiers and typedefs
+        skipped; 0 for ``void``: a typeless ksym) or a function's FUNC_PROTO."""
+        for tid in btf.find(name):
+            t = btf.type(tid)
+            if isinstance(t, Var):
+                return btf.skip_modifiers(t.type) if t.type else 0
+            if t.kind == Kind.FUNC:
+                return t.type  # type: ignore[union-attr]
+        raise self.fail(f"extern {name!r} is listed in {section} but has no VAR or FUNC in BTF", ".BTF")
+
+    def _kconfig_map(self) -> None:
+        """The internal ``.kconfig`` map (libbpf's): filled from the running kernel at load."""
+        if self.btf is None or not any(e.section == KCONFIG_SEC for e in self.externs.values()):
+            return
+        ids = self.btf.find(KCONFIG_SEC, Kind.DATASEC)
+        _layout, size = kconfig_layout(self.btf)
+        if not ids or not size:
+            return
+        if KCONFIG_SEC in self.maps:
+            raise self.fail(f"a map is named {KCONFIG_SEC!r}, the name of the Kconfig extern map")
+        self.maps[KCONFIG_SEC] = MapSpec(
+            name=KCONFIG_SEC, type=_MAP_TYPE_ARRAY, key_size=4, value_size=size, max_entries=1,
+            flags=_F_RDONLY_PROG, value_type_id=ids[0], kind=MapKind.KCONFIG, section=KCONFIG_SEC,
+            data=bytes(size), freeze=True, btf=self.btf)
+
+    def _extern_ref(self, insn: int, name: str) -> ExternRef:
+        ext = self.externs.get(name)
+        if ext is None:     # undefined, but not an extern libbpf would accept (e.g. typed symbol)
+            return ExternRef(insn, name, "")
+        return ExternRef(insn, name, ext.section, ext.offset, type_id=ext.type_id, weak=ext.weak)
 
     def _license(self) -> str:
         sec = self.elf.section("license")
@@ -185,15 +259,6 @@ class _Reader:
         sfx = max(7, len(sec_name))
         pfx = min(15 - sfx, len(self.obj_name))
         return _sanitize(self.obj_name[:pfx] + sec_name)[:15]
-
-    def _read_externs(self) -> None:
-        if self.btf is None:
-            return
-        for secname in (".kconfig", ".ksyms"):
-            for dsid in self.btf.find(secname, Kind.DATASEC):
-                ds = self.btf.type(dsid)
-                for vi in ds.vars:  # type: ignore[union-attr]
-                    self.extern_secs[self.btf.type(vi.type).name] = secname
 
     def _variables(self) -> Dict[str, VariableSpec]:
         out: Dict[str, VariableSpec] = {}
@@ -297,42 +362,47 @@ class _Reader:
         out += sec.data[fn.start * 8:fn.end * 8]
         self._ext_records(spec, fn, base)
         relocs = {}
-        for r in self.elf.relocs.get(sec.index, ()):
-            if r.offset % 8:
-                raise self.fail(f"relocation at {r.offset:#x} is not instruction aligned", sec.name)
-            relocs[r.offset // 8] = r
-        i = fn.start
-        while i < fn.end:
-            p = (base + i - fn.start) * 8
-            op = out[p]
-            regs = out[p + 1]
-            src = regs >> 4 if self.bo == "<" else regs & 0xF
-            imm = self._imm.unpack_from(out, p + 4)[0]
+        for rel in self.elf.relocs.get(sec.index, ()):
+            if rel.offset % 8:
+                raise self.fail(f"relocation at {rel.offset:#x} is not instruction aligned", sec.name)
+            relocs[rel.offset // 8] = rel
+        # Only ld_imm64 and call instructions need work: find them by their opcode byte
+        # (C-speed searches over the opcodes) instead of visiting every instruction.
+        ops = bytes(out[base * 8::8])
+        n = fn.end - fn.start
+        skip = -1                                      # the second slot of the last ld_imm64
+        for j in sorted(_positions(ops, _LD_IMM64) + _positions(ops, _CALL)):
+            if j == skip:
+                continue
+            i = fn.start + j
+            new_idx = base + j
+            p = new_idx * 8
             r = relocs.get(i)
-            new_idx = base + i - fn.start
-            if op == _LD_IMM64:
-                if i + 1 >= fn.end:
+            imm = self._imm.unpack_from(out, p + 4)[0]
+            if ops[j] == _LD_IMM64:
+                if j + 1 >= n:
                     raise self.fail(f"ld_imm64 at instruction {i} is truncated", sec.name)
+                skip = j + 1
                 if r is not None:
                     self._ldimm64_reloc(spec, fn, i, new_idx, imm, r, placed, depth)
-                i += 2
                 continue
-            if op == _CALL and (src == _PSEUDO_CALL or (r is not None and r.type == _R_BPF_64_32)):
-                if r is not None:
-                    sym = self.elf.symbols[r.sym]
-                    if sym.shndx == SHN_UNDEF:
-                        spec.extern_refs.append(ExternRef(new_idx, sym.name, self.extern_secs.get(sym.name, ".ksyms")))
-                        i += 1
-                        continue
-                    if sym.shndx not in self.funcs:
-                        raise self.fail(f"program {spec.name!r}: call to {sym.name!r}, which is not code",
-                                        sec.name)
-                    # clang: imm is relative to the symbol (-1 for a call to a function symbol).
-                    tshndx, tidx = sym.shndx, sym.value // 8 + imm + 1
-                else:
-                    tshndx, tidx = sec.index, i + imm + 1
-                self._patch_target(spec, fn, new_idx, tshndx, tidx, placed, depth)
-            i += 1
+            regs = out[p + 1]
+            src = regs >> 4 if self.bo == "<" else regs & 0xF
+            if src != _PSEUDO_CALL and (r is None or r.type != _R_BPF_64_32):
+                continue                               # a helper call
+            if r is not None:
+                sym = self.elf.symbols[r.sym]
+                if sym.shndx == SHN_UNDEF:
+                    spec.extern_refs.append(self._extern_ref(new_idx, sym.name))
+                    continue
+                if sym.shndx not in self.funcs:
+                    raise self.fail(f"program {spec.name!r}: call to {sym.name!r}, which is not code",
+                                    sec.name)
+                # clang: imm is relative to the symbol (-1 for a call to a function symbol).
+                tshndx, tidx = sym.shndx, sym.value // 8 + imm + 1
+            else:
+                tshndx, tidx = sec.index, i + imm + 1
+            self._patch_target(spec, fn, new_idx, tshndx, tidx, placed, depth)
 
     def _patch_target(self, spec: ProgramSpec, fn: _Func, new_idx: int, tshndx: int, tidx: int,
                       placed: Dict[Tuple[int, int], int], depth: int) -> None:
@@ -351,7 +421,7 @@ class _Reader:
         out = spec.insns
         p = new_idx * 8
         if sym.shndx == SHN_UNDEF:
-            spec.extern_refs.append(ExternRef(new_idx, sym.name, self.extern_secs.get(sym.name, ".ksyms")))
+            spec.extern_refs.append(self._extern_ref(new_idx, sym.name))
             return
         if sym.shndx in self.map_sections:
             mname = self._map_name_at(sym)
@@ -402,6 +472,17 @@ class _Reader:
             if lo <= cr.insn_off < hi:
                 spec.core_relos.append(CORERef(base + (cr.insn_off - lo) // 8, cr.type_id,
                                                cr.access_str, int(cr.kind)))
+
+
+def _positions(data: bytes, byte: int) -> List[int]:
+    """Indices of ``byte`` in ``data``."""
+    out: List[int] = []
+    needle = bytes([byte])
+    pos = data.find(needle)
+    while pos >= 0:
+        out.append(pos)
+        pos = data.find(needle, pos + 1)
+    return out
 
 
 def _sanitize(name: str) -> str:

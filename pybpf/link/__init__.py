@@ -22,9 +22,12 @@ __all__ = ["Link", "attach_program", "attach_raw_tracepoint", "attach_tracepoint
 # networking and cgroup programs need a target (interface, cgroup, socket, map) and are skipped.
 AUTO_ATTACH_KINDS = frozenset({"tracepoint", "raw_tp", "tp_btf", "fentry", "fexit", "fmod_ret",
                                "lsm", "iter", "kprobe", "kretprobe", "uprobe", "uretprobe", "usdt",
-                               "ksyscall", "kretsyscall"})
+                               "ksyscall", "kretsyscall", "uprobe_multi", "uretprobe_multi",
+                               "kprobe_multi", "kretprobe_multi"})
 _NEEDS_TARGET_IN_SECTION = frozenset({"kprobe", "kretprobe", "uprobe", "uretprobe", "usdt",
-                                      "ksyscall", "kretsyscall", "raw_tp", "tracepoint"})
+                                      "ksyscall", "kretsyscall", "raw_tp", "tracepoint",
+                                      "uprobe_multi", "uretprobe_multi", "kprobe_multi",
+                                      "kretprobe_multi"})
 
 
 # Iterators over the elements of one map or socket storage need that map: no auto-attach.
@@ -41,7 +44,8 @@ def can_auto_attach(spec) -> bool:
     return bool(spec.attach_to) or kind not in _NEEDS_TARGET_IN_SECTION
 
 # Attach families, imported for their registrations.  Each module owns one family.
-_FAMILIES = ("tracepoint", "xdp", "tc", "cgroup", "sockets", "netfilter")
+_FAMILIES = ("tracepoint", "xdp", "tc", "cgroup", "sockets", "netfilter", "perf_event", "uprobe",
+             "usdt", "kprobe", "tracing", "iter")
 for _m in _FAMILIES:
     importlib.import_module(f"{__name__}.{_m}")
 

@@ -24,7 +24,7 @@ from .. import sys as _sys
 from ..consts import AttachType
 from ..errors import BPFError, NotSupportedError, SyscallError
 from .base import Link, register
-from .perf_event import TracefsProbe, attach_perf_fd, open_probe, pmu_type
+from .perf_event import TracefsProbe, attach_perf_fd, kernel_older_than, open_probe, pmu_type
 from .tracefs import tracefs_root
 
 __all__ = ["attach_kprobe", "attach_ksyscall", "attach_kprobe_multi", "kprobes_available",
@@ -185,6 +185,9 @@ def attach_kprobe_multi(prog: Any, pattern: Optional[str] = None, *,
         if e.errno in (95, 524):     # EOPNOTSUPP/ENOTSUPP: no fprobe
             raise NotSupportedError(f"{kind} links", "this kernel has no fprobe "
                                     "(CONFIG_FPROBE is not set)", min_kernel="5.18") from e
+        if e.errno == 22 and kernel_older_than(5, 18):   # EINVAL: unknown attach type
+            raise NotSupportedError(f"{kind} links", f"Linux {os.uname().release} predates them",
+                                    min_kernel="5.18") from e
         raise
     return Link(fd, program=prog, kind=kind, target=target)
 

@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .. import sys as _sys
 from ..consts import PERF_ATTR_FLAG_FREQ, AttachType, PerfSwId, PerfType
@@ -34,12 +34,20 @@ from .base import Link, register
 from .tracefs import tracefs_root, tracepoint_id
 
 __all__ = [
-    "LinkGroup", "TracefsProbe", "attach_perf_fd", "attach_perf_event", "online_cpus",
+    "LinkGroup", "TracefsProbe", "attach_perf_fd", "attach_perf_event", "kernel_older_than",
+    "online_cpus",
     "open_probe", "pmu_type", "pmu_format",
 ]
 
 _PMU_DIR = "/sys/bus/event_source/devices"
 _NO_PERF_LINK = (errno.EINVAL, errno.EOPNOTSUPP, 524)  # 524: ENOTSUPP (kernel-internal)
+
+
+def kernel_older_than(major: int, minor: int) -> bool:
+    """Whether the running kernel's release is below ``major.minor``: used only to word
+    an error precisely once the kernel has refused something (EINVAL for a new attach type)."""
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    return m is not None and (int(m.group(1)), int(m.group(2))) < (major, minor)
 
 
 # -- attaching to a perf event --------------------------------------------------------------
@@ -87,26 +95,27 @@ class LinkGroup(Link):
     """
 
     def __init__(self, links: Iterable[Link], *, program: Any, kind: str, target: str,
-                 on_close: Optional[Any] = None):
+                 on_close: Optional[Callable[[], None]] = None):
         self.links: List[Link] = list(links)
         self._on_close = on_close
         super().__init__(None, program=program, kind=kind, target=target,
                          detach=self._close_parts, is_bpf_link=False)
 
     def _close_parts(self) -> None:
-        try:
-            for link in reversed(self.links):
+        first: Optional[BaseException] = None
+        for link in reversed(self.links):     # every part, even if one fails
+            try:
                 link.close()
-        finally:
-            if self._on_close is not None:
-                self._on_close()
+            except BaseException as e:
+                first = first or e
+        if self._on_close is not None:
+            self._on_close()
+        if first is not None:
+            raise first
 
     def info(self) -> Dict[str, Any]:
         """``{"links": [bpf_link_info of each part that is a bpf_link]}``."""
         return {"links": [l.info() for l in self.links if l.is_bpf_link]}
-
-    def __len__(self) -> int:
-        return len(self.links)
 
 
 # -- dynamic PMUs (kprobe, uprobe) ----------------------------------------------------------
@@ -174,12 +183,14 @@ class TracefsProbe:
     The legacy way to make a probe (before the perf PMUs of 4.17): the event is
     written as ``p:pybpf/NAME TARGET`` and opened as a tracepoint.  ``close()``
     removes it; it must run after the perf event on it is closed, so links list
-    it after their perf fd.  A finalizer removes it at interpreter exit too.
+    it after their perf fd.  A finalizer removes it at interpreter exit too (closing the
+    perf fds opened with :meth:`open` first).
     """
 
     GROUP = "pybpf"
     _counter = itertools.count()
     _lock = threading.Lock()
+    _reaped: Set[str] = set()
 
     def __init__(self, events_file: str, definition: str, label: str):
         """``events_file`` is "kprobe_events" or "uprobe_events"; ``definition`` the
@@ -191,12 +202,17 @@ class TracefsProbe:
             raise NotSupportedError(f"tracefs {events_file}", f"{self.path} does not exist")
         with self._lock:
             n = next(self._counter)
+            if self.path not in self._reaped:
+                self._reaped.add(self.path)
+                _reap_stale_events(self.path, self.GROUP)
         safe = re.sub(r"[^A-Za-z0-9_]", "_", label)[:32]
         self.name = f"pybpf_{os.getpid()}_{n}_{safe}"
         kind, _, rest = definition.partition(" ")
         self.definition = f"{kind}:{self.GROUP}/{self.name} {rest}"
         _write_events(self.path, self.definition)
-        self._finalizer = weakref.finalize(self, _remove_event, self.path, f"{self.GROUP}/{self.name}")
+        self._fds: List[FD] = []
+        self._finalizer = weakref.finalize(self, _remove_event, self.path,
+                                           f"{self.GROUP}/{self.name}", self._fds)
 
     @property
     def event(self) -> str:
@@ -207,9 +223,11 @@ class TracefsProbe:
 
     def open(self, *, pid: int = -1, context: str = "") -> FD:
         """A perf event on this probe (all CPUs for a process filter, else CPU 0 as libbpf)."""
-        return _sys.perf_event_open(PerfType.TRACEPOINT, self.tracepoint_id(),
-                                    pid=pid if pid >= 0 else -1, cpu=0 if pid < 0 else -1,
-                                    context=context)
+        fd = _sys.perf_event_open(PerfType.TRACEPOINT, self.tracepoint_id(),
+                                  pid=pid if pid >= 0 else -1, cpu=0 if pid < 0 else -1,
+                                  context=context)
+        self._fds.append(fd)
+        return fd
 
     def close(self) -> None:
         self._finalizer()
@@ -231,7 +249,29 @@ def _write_events(path: str, line: str) -> None:
         raise SyscallError(f"write({path})", e.errno or errno.EIO, line) from None
 
 
-def _remove_event(path: str, event: str) -> None:
+def _reap_stale_events(path: str, group: str) -> None:
+    """Remove the probe events of pybpf processes that died without cleaning up (SIGKILL):
+    ``GROUP/pybpf_<pid>_...`` whose pid no longer exists.  An event still in use cannot be
+    removed (EBUSY), so a live process of another pid namespace loses nothing."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        m = re.match(rf"[pr]\d*:{group}/(pybpf_(\d+)_\S+)", line)
+        if m and int(m.group(2)) != os.getpid() and not os.path.exists(f"/proc/{m.group(2)}"):
+            _remove_event(path, f"{group}/{m.group(1)}", [])
+
+
+def _remove_event(path: str, event: str, fds: List[FD]) -> None:
+    # The kernel refuses (EBUSY) to remove an event a perf fd is open on; at interpreter
+    # exit this may run before the link's own finalizers, so close those fds first.
+    for fd in fds:
+        try:
+            fd.close()
+        except BPFError:
+            pass      # already closed by its own finalizer
     try:
         _write_events(path, f"-:{event}")
     except SyscallError:

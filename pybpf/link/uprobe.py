@@ -7,26 +7,33 @@ program to that perf event (:func:`pybpf.link.perf_event.attach_perf_fd`).
 
 Section names follow libbpf: ``SEC("uprobe/PATH:FUNC[+OFFSET]")`` (an absolute
 path gives ``uprobe//usr/lib/...``), ``SEC("uretprobe/libc.so.6:malloc")``, or a
-bare ``SEC("uprobe")`` attached with explicit arguments.
+bare ``SEC("uprobe")`` attached with explicit arguments.  ``SEC("uprobe.multi/PATH:GLOB")``
+probes every matching function with one ``BPF_TRACE_UPROBE_MULTI`` link (6.6+).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
-from ..errors import BPFError, NotSupportedError
+from .. import sys as _sys
+from ..consts import AttachType
+from ..errors import BPFError, NotSupportedError, SyscallError
 from .base import Link, register
-from .elfsym import ElfImage, resolve_binary
-from .perf_event import TracefsProbe, attach_perf_fd, open_probe
+from .elfsym import STT_FUNC, STT_GNU_IFUNC, ElfImage, resolve_binary
+from ..sys.fd import FD
+from .perf_event import TracefsProbe, attach_perf_fd, kernel_older_than, open_probe
 
-__all__ = ["attach_uprobe", "open_uprobe", "parse_uprobe_target"]
+__all__ = ["attach_uprobe", "attach_uprobe_multi", "open_uprobe", "parse_uprobe_target"]
+
+_UPROBE_MULTI_RETURN = 1    # BPF_F_UPROBE_MULTI_RETURN
 
 
 def open_uprobe(path: str, offset: int, *, retprobe: bool = False, pid: int = -1,
                 ref_ctr_offset: int = 0, legacy: Optional[bool] = None,
-                context: str = "") -> "Tuple[Any, Tuple[Any, ...]]":
+                context: str = "") -> Tuple[FD, Tuple[TracefsProbe, ...]]:
     """Open a perf event for a uprobe at file ``offset`` of ``path``.
 
     Returns ``(perf_fd, resources)``: ``resources`` holds the tracefs probe to
@@ -82,6 +89,49 @@ def attach_uprobe(prog: Any, path: str, func: Optional[str] = None, offset: int 
     return attach_perf_fd(prog, pfd, kind=kind, target=where, cookie=cookie, resources=resources)
 
 
+def attach_uprobe_multi(prog: Any, path: str, pattern: Optional[str] = None, *,
+                        funcs: Optional[Sequence[str]] = None,
+                        offsets: Optional[Sequence[int]] = None, pid: int = -1,
+                        retprobe: bool = False, cookies: Optional[Sequence[int]] = None) -> Link:
+    """One ``uprobe.multi`` link (``BPF_TRACE_UPROBE_MULTI``, 6.6+) on many functions of one file.
+
+    Give one of: ``pattern``, a glob over the file's function symbols
+    (``"pybpf_*"``); ``funcs``, names; or ``offsets``, file offsets.  ``cookies``
+    pairs a cookie with each probe, in the order the functions or offsets were
+    given (for a pattern, sorted by name).  ``pid`` and ``retprobe`` are as for
+    :func:`attach_uprobe`.
+    """
+    kind = "uretprobe.multi" if retprobe else "uprobe.multi"
+    if sum(x is not None for x in (pattern, funcs, offsets)) != 1:
+        raise BPFError(f"{kind} for program {prog.name}: give one of pattern, funcs or offsets")
+    binary = resolve_binary(path, pid)
+    if offsets is None:
+        with ElfImage(binary) as elf:
+            if pattern is not None:
+                names = sorted({s.name for t in (".symtab", ".dynsym") for s in elf.symbols(t)
+                                if s.type in (STT_FUNC, STT_GNU_IFUNC) and s.shndx
+                                and fnmatch.fnmatchcase(s.name, pattern)})
+                if not names:
+                    raise BPFError(f"{kind}: no function of {binary} matches {pattern!r}")
+            else:
+                names = list(funcs or ())
+            offsets = [elf.find_function(n).offset for n in names]
+    target = f"{binary}:{pattern or (','.join(funcs) if funcs else f'{len(offsets)} offsets')}"
+    ctx = f"program {prog.name} {kind} {target}"
+    try:
+        fd = _sys.link_create(prog.fd, 0, AttachType.TRACE_UPROBE_MULTI,
+                              uprobe_multi_path=binary, uprobe_multi_offsets=list(offsets),
+                              uprobe_multi_cookies=cookies,
+                              uprobe_multi_flags=_UPROBE_MULTI_RETURN if retprobe else 0,
+                              uprobe_multi_pid=max(pid, 0), context=ctx)
+    except SyscallError as e:
+        if e.errno in (22, 95, 524) and kernel_older_than(6, 6):
+            raise NotSupportedError(f"{kind} links", "this kernel has no uprobe_multi links",
+                                    min_kernel="6.6") from e
+        raise
+    return Link(fd, program=prog, kind=kind, target=target)
+
+
 _TARGET = re.compile(r"(?P<path>.+):(?P<func>[A-Za-z_.@$][\w.@$]*)?(?:\+?(?P<off>(?:0x)?[0-9a-fA-F]+))?")
 
 
@@ -106,6 +156,27 @@ def _auto(prog: Any, retprobe: bool, path: Optional[str], func: Optional[str],
         func = func if func is not None else sec_func
         offset = offset if offset is not None else sec_off
     return attach_uprobe(prog, path, func, offset or 0, retprobe=retprobe, **kw)
+
+
+def _auto_multi(prog: Any, retprobe: bool, target: Optional[str], kw: Any) -> Link:
+    target = target or (prog.spec.attach_to if prog.spec is not None else "")
+    path, sep, pattern = (target or "").rpartition(":")
+    if not sep or not path or not pattern:
+        if "path" in kw:
+            return attach_uprobe_multi(prog, retprobe=retprobe, **kw)
+        raise BPFError(f"uprobe.multi program {prog.name}: section target {target!r} is not "
+                       "PATH:PATTERN; call attach(path=..., pattern=...)")
+    return attach_uprobe_multi(prog, path, pattern, retprobe=retprobe, **kw)
+
+
+@register("uprobe_multi")
+def _auto_uprobe_multi(prog: Any, target: Optional[str] = None, **kw: Any) -> Link:
+    return _auto_multi(prog, False, target, kw)
+
+
+@register("uretprobe_multi")
+def _auto_uretprobe_multi(prog: Any, target: Optional[str] = None, **kw: Any) -> Link:
+    return _auto_multi(prog, True, target, kw)
 
 
 @register("uprobe")

@@ -107,7 +107,7 @@ def parse_usdt_arg(spec: str, machine: int = EM_X86_64) -> UsdtArg:
         size = 0
     if not at or abs(size) not in (1, 2, 4, 8):
         raise BPFError(f"USDT argument {spec!r}: bad size {size_s!r}")
-    common = {"signed": size < 0, "bitshift": 64 - abs(size) * 8}
+    signed, bitshift = size < 0, 64 - abs(size) * 8
     if machine == EM_X86_64:
         regs, patterns = _X86_64_REGS, (
             (ARG_CONST, r"\$(?P<off>-?\d+)"),
@@ -127,11 +127,11 @@ def parse_usdt_arg(spec: str, machine: int = EM_X86_64) -> UsdtArg:
             continue
         off = int(m.groupdict().get("off") or 0)
         if kind == ARG_CONST:
-            return UsdtArg(ARG_CONST, val_off=off, **common)
+            return UsdtArg(ARG_CONST, val_off=off, signed=signed, bitshift=bitshift)
         reg = m.group("reg")
         if reg not in regs:
             raise NotSupportedError(f"USDT argument {spec!r}", f"register {reg!r} is not supported")
-        return UsdtArg(kind, val_off=off, reg_off=regs[reg], **common)
+        return UsdtArg(kind, val_off=off, reg_off=regs[reg], signed=signed, bitshift=bitshift)
     raise NotSupportedError(f"USDT argument {spec!r}",
                             "only constants, registers and register+offset memory operands are "
                             "supported (libbpf 1.1's usdt.bpf.h has no indexed or symbol operands)")
@@ -265,8 +265,14 @@ def attach_usdt(prog: Any, path: str, provider: str, name: str, pid: int = -1, *
         args = [parse_usdt_arg(a, machine) for a in p.args.split()]
         specs.setdefault(pack_usdt_spec(args, cookie), []).append(p)
     spec_map, ip_map = _usdt_maps(prog)
-    map_id = spec_map.info().id
-    ids = _SPEC_IDS.take(map_id, len(specs), spec_map.max_entries)
+    try:
+        map_id = spec_map.info().id
+        ids = _SPEC_IDS.take(map_id, len(specs), spec_map.max_entries)
+    except BaseException:
+        spec_map.close()
+        if ip_map is not None:
+            ip_map.close()
+        raise
     links: List[Link] = []
     ip_keys: List[bytes] = []
 

@@ -23,11 +23,21 @@ class MapRef:
 
 @attrs.frozen
 class ExternRef:
-    """An ld_imm64 or call at ``insn`` referring to an extern (``.kconfig``/``__ksym``) symbol."""
+    """An ld_imm64 or call at ``insn`` referring to an extern (``.kconfig``/``__ksym``) symbol.
+
+    ``section`` is ``.kconfig`` or ``.ksyms`` ("" for an extern libbpf would not
+    accept); ``offset`` is a ``.kconfig`` extern's place in the ``.kconfig`` map;
+    ``type_id`` (object BTF) is what the extern was declared as: a variable's
+    type with modifiers and typedefs skipped (0 for ``void``: a typeless ksym)
+    or a function's FUNC_PROTO; ``weak`` says it was declared ``__weak`` and
+    may be absent from the kernel.
+    """
     insn: int
     name: str
     section: str
     offset: int = 0
+    type_id: int = 0
+    weak: bool = False
 
 
 @attrs.frozen

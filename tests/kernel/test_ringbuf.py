@@ -381,6 +381,7 @@ def test_user_ring_buffer_producer(bpf_objects):
 def test_not_a_ring_buffer_and_cleanup(rbc):
     with pytest.raises(pybpf.BPFError, match="not a BPF_MAP_TYPE_RINGBUF"):
         RingBuffer(rbc.maps["drops"])
+    next(iter(rbc.variables.values())).value   # maps .bss now: that mapping lives with the collection
     before = fd_count()
     reader = RingBufReader([rbc.maps["rb"], rbc.maps["rb2"]], lambda b, o, s: None)
     produce(rbc, n=5)

@@ -54,8 +54,16 @@ int BPF_KPROBE(on_entry, long a, long b)
 		return 0;
 	last_arg0 = a;
 	last_arg1 = b;
-	cookie = bpf_get_attach_cookie(ctx);
 	__sync_fetch_and_add(&calls, 1);
+	return 0;
+}
+
+/* bpf_get_attach_cookie() needs 5.15: loaded on its own by the cookie test */
+SEC("?uprobe")
+int on_entry_cookie(struct pt_regs *ctx)
+{
+	if (mine())
+		cookie = bpf_get_attach_cookie(ctx);
 	return 0;
 }
 
@@ -66,6 +74,17 @@ int BPF_KRETPROBE(on_return, long ret)
 		return 0;
 	last_ret = ret;
 	__sync_fetch_and_add(&returns, 1);
+	return 0;
+}
+
+/* uprobe.multi (6.6+): loaded on its own by its test */
+SEC("?uprobe.multi")
+int on_multi(struct pt_regs *ctx)
+{
+	if (mine()) {
+		last_arg0 = PT_REGS_PARM1(ctx);
+		__sync_fetch_and_add(&calls, 1);
+	}
 	return 0;
 }
 
