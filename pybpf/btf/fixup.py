@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import attrs
 
@@ -130,15 +130,26 @@ class _Patcher:
 
 
 def fixup_object_btf(spec: Spec, section_sizes: Mapping[str, int],
-                     var_offsets: Mapping[Tuple[str, str], int]) -> Spec:
+                     var_offsets: Mapping[Tuple[str, str], int],
+                     hidden_funcs: Iterable[str] = ()) -> Spec:
     """Return a fixed copy of object BTF ``spec`` (see the module docstring).
 
     ``section_sizes`` maps ELF section names to sizes; ``var_offsets`` maps
-    (section, variable) to the variable's symbol value.  Returns ``spec``
-    itself when nothing needs fixing.
+    (section, variable) to the variable's symbol value.  ``hidden_funcs`` are
+    global functions with hidden/internal ELF visibility (``__hidden``, as in
+    libbpf's usdt.bpf.h): as libbpf does, their BTF linkage becomes static, so the
+    verifier checks them in their caller's context instead of as global functions.
+    Returns ``spec`` itself when nothing needs fixing.
     """
     p = _Patcher(spec)
     changed = False
+    hidden = set(hidden_funcs)
+    if hidden:
+        for tid in spec.ids_of_kind(Kind.FUNC):
+            t = spec.type(tid)
+            if t.name in hidden and t.linkage == Linkage.GLOBAL:  # type: ignore[union-attr]
+                p.set_func_linkage(tid, Linkage.STATIC)
+                changed = True
     datasecs: Dict[str, int] = {}
     for tid in spec.ids_of_kind(Kind.DATASEC):
         datasecs.setdefault(spec.type(tid).name, tid)

@@ -143,7 +143,7 @@ def read_elf(data: bytes, file: str) -> ElfObject:
                 symbols.append(Symbol(idx, sym.name, e.st_value, e.st_size,
                                       _ENUM_TYPE.get(info.type, info.type if isinstance(info.type, int) else -1),
                                       _ENUM_BIND.get(info.bind, info.bind if isinstance(info.bind, int) else -1),
-                                      _shndx(e.st_shndx), 0))
+                                      _shndx(e.st_shndx), _visibility(e.st_other)))
     except ParseError:
         raise
     except _ELF_ERRORS as e:
@@ -180,6 +180,14 @@ _ENUM_TYPE = {"STT_NOTYPE": 0, "STT_OBJECT": 1, "STT_FUNC": 2, "STT_SECTION": 3,
               "STT_COMMON": 5, "STT_TLS": 6}
 _ENUM_BIND = {"STB_LOCAL": 0, "STB_GLOBAL": 1, "STB_WEAK": 2}
 _ENUM_SHN = {"SHN_UNDEF": SHN_UNDEF, "SHN_ABS": SHN_ABS, "SHN_COMMON": SHN_COMMON}
+
+
+_STV = {"STV_DEFAULT": 0, "STV_INTERNAL": 1, "STV_HIDDEN": 2, "STV_PROTECTED": 3}
+
+
+def _visibility(other: object) -> int:
+    v = getattr(other, "visibility", 0)
+    return v & 3 if isinstance(v, int) else _STV.get(str(v), 0)
 
 
 def _shndx(v: object) -> int:

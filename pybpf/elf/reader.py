@@ -137,7 +137,9 @@ class _Reader:
         for sym in self.elf.symbols:
             if sym.name and 0 < sym.shndx < len(self.elf.sections) and sym.type in (0, 1):
                 offsets[(self.elf.sections[sym.shndx].name, sym.name)] = sym.value
-        return fixup_object_btf(btf, sizes, offsets)
+        hidden = [sym.name for sym in self.elf.symbols
+                  if sym.type == STT_FUNC and sym.bind != STB_LOCAL and sym.visibility in (1, 2)]
+        return fixup_object_btf(btf, sizes, offsets, hidden)
 
     # -- externs ----------------------------------------------------------------------------
     def _collect_externs(self, btf: Optional[Spec]) -> None:

@@ -294,27 +294,12 @@ def _kernel_has_bpf_cookie() -> bool:
 
 
 @pytest.fixture(scope="module")
-def usdt_spec(bpf_objects, targets, tmp_path_factory):
-    """attach_usdt.bpf.o, built with libbpf's usdt.bpf.h as is.  While pybpf's loader cannot
-    resolve .kconfig externs or mark __hidden functions static, a fallback build of the same
-    source (see its PYBPF_TEST_HAS_BPF_COOKIE block) is used, with a warning."""
+def usdt_spec(bpf_objects, targets):
+    """attach_usdt.bpf.o, built with libbpf's usdt.bpf.h as is (its .kconfig extern
+    LINUX_HAS_BPF_COOKIE and __hidden global functions are handled by the loader)."""
     if "usdt" not in targets:
         pytest.skip("sys/sdt.h missing: apt-get install systemtap-sdt-dev (tools/setup-env)")
-    spec = pybpf.load_collection_spec(bpf_objects["attach_usdt"])
-    try:
-        pybpf.load(spec).close()
-        return spec
-    except (NotSupportedError, pybpf.VerifierError) as e:
-        warnings.warn(f"attach_usdt.bpf.o does not load as built ({str(e).splitlines()[0]}); "
-                      "testing USDT with the loader-shim build")
-    from tools.build_bpf import build
-    out = tmp_path_factory.mktemp("usdt-shim")
-    for f in ("vmlinux.h", "vmlinux.h.src"):        # reuse the session's vmlinux.h
-        if (BUILD / f).exists():
-            shutil.copy2(BUILD / f, out / f)
-    (obj,) = build(out, [ROOT / "tests" / "progs" / "attach_usdt.bpf.c"],
-                   extra_cflags=[f"-DPYBPF_TEST_HAS_BPF_COOKIE={int(_kernel_has_bpf_cookie())}"])
-    return pybpf.load_collection_spec(obj)
+    return pybpf.load_collection_spec(bpf_objects["attach_usdt"])
 
 
 @pytest.mark.kernel

@@ -4,21 +4,6 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#ifdef PYBPF_TEST_HAS_BPF_COOKIE
-/* Fallback build, used by the test only while pybpf's loader lacks two libbpf
- * behaviours usdt.bpf.h relies on: resolving the .kconfig extern
- * LINUX_HAS_BPF_COOKIE (here a constant the test passes), and giving __hidden
- * global functions static BTF linkage so the verifier checks them in their
- * caller's context (here they are simply made static). */
-#define LINUX_HAS_BPF_COOKIE pybpf_test_has_bpf_cookie
-#undef __kconfig
-#define __kconfig
-#undef __weak
-#define __weak
-#undef __hidden
-#define __hidden static
-static const _Bool pybpf_test_has_bpf_cookie = PYBPF_TEST_HAS_BPF_COOKIE;
-#endif
 #include <bpf/usdt.bpf.h>
 
 char LICENSE[] SEC("license") = "GPL";
