@@ -29,7 +29,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items) -> None:
         if "kernel" in item.keywords and not _have_bpf():
             item.add_marker(pytest.mark.skip(reason="needs root and a BPF kernel with BTF"))
         for marker, why in (("needs_trampoline", "this kernel refuses BPF trampoline programs (EPERM)"),
-                            ("needs_kprobes", "this kernel has CONFIG_KPROBES off")):
+                            ("needs_kprobes", "this kernel has CONFIG_KPROBES off"),
+                            ("needs_modules", "this kernel has no loadable modules (CONFIG_MODULES off)")):
             if marker in item.keywords and not in_guest:
                 item.add_marker(pytest.mark.skip(reason=f"{why}; {VMTEST_HINT.format(marker=marker)}"))
 
@@ -67,3 +68,55 @@ def pin_dir(bpffs: Path, request):
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+# -- nothing left behind: every program, map and link the suite created is gone at the end ------
+
+def _kernel_ids(kind: str) -> set:
+    from pybpf import sys as _sys
+    get_next = {"prog": _sys.prog_get_next_id, "map": _sys.map_get_next_id,
+                "link": _sys.link_get_next_id}[kind]
+    ids, cur = set(), 0
+    while True:
+        nxt = get_next(cur)
+        if nxt is None:
+            return ids
+        ids.add(nxt)
+        cur = nxt
+
+
+_IDS_AT_START: Dict[str, set] = {}
+
+
+def pytest_sessionstart(session) -> None:
+    if _have_bpf():
+        for kind in ("prog", "map", "link"):
+            _IDS_AT_START[kind] = _kernel_ids(kind)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Fail the run when programs, maps or links created during it are still in the kernel
+    2 s after the last test (the kernel frees them asynchronously).  Ids are compared with
+    the ones present at start; objects other processes create meanwhile would show up too,
+    so only ids above the highest id seen at start count."""
+    if not _IDS_AT_START or exitstatus not in (0, 1):
+        return
+    import time
+    import gc
+    gc.collect()
+    deadline = time.monotonic() + 2.0
+    while True:
+        left = {}
+        for kind, before in _IDS_AT_START.items():
+            floor = max(before, default=0)
+            new = {i for i in _kernel_ids(kind) - before if i > floor}
+            if new:
+                left[kind] = sorted(new)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        desc = ", ".join(f"{k} ids {v[:10]}" for k, v in left.items())
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"LEAK: the suite left {desc} in the kernel (bpftool prog/map/link show id N)")
+        session.exitstatus = 1

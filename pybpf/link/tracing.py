@@ -32,6 +32,7 @@ from .. import sys as _sys
 from ..btf import Kind, Spec
 from ..consts import ProgType
 from ..errors import BPFError, NotSupportedError, SyscallError
+from ..progs.targets import target_func_btf_id
 from .base import Link, register
 
 __all__ = ["attach_tracing", "attach_lsm", "attach_freplace", "target_func_btf_id"]
@@ -73,27 +74,6 @@ def attach_lsm(prog: Any, *, cookie: int = 0) -> Link:
     """Attach an ``SEC("lsm/HOOK")`` or ``SEC("lsm.s/HOOK")`` program (same as
     :func:`attach_tracing`; the program then runs for every process)."""
     return attach_tracing(prog, cookie=cookie)
-
-
-def target_func_btf_id(target: Union[int, Any], func: str) -> int:
-    """The BTF id of global function ``func`` in the BTF of the loaded program ``target``
-    (a Program or a program fd): the ``attach_btf_id`` of an extension that replaces it."""
-    fd = target if isinstance(target, int) else target.fd
-    name = getattr(target, "name", f"fd {fd}")
-    btf_id = _sys.prog_info(fd, map_ids=False, context=f"program {name}").get("btf_id", 0)
-    if not btf_id:
-        raise BPFError(f"program {name} was loaded without BTF: nothing can replace its functions")
-    ctx = f"BTF of program {name}"
-    with _sys.btf_get_fd_by_id(btf_id, context=ctx) as bfd:
-        # Only btf/btf_size: bpf_btf_info's name fields are 5.11+ (E2BIG before).
-        size = _sys.obj_get_info_by_fd(bfd.fileno(), "bpf_btf_info", context=ctx).btf_size
-        raw = bytearray(size)
-        _sys.obj_get_info_by_fd(bfd.fileno(), "bpf_btf_info", fill={"btf": raw, "btf_size": size},
-                                context=ctx)
-    ids = Spec.parse(bytes(raw), file=f"<BTF of program {name}>").find(func, Kind.FUNC)
-    if not ids:
-        raise BPFError(f"program {name} has no function {func!r} in its BTF")
-    return ids[0]
 
 
 def attach_freplace(prog: Any, target: Optional[Any] = None, func: Optional[str] = None) -> Link:

@@ -151,7 +151,20 @@ def _load(spec: ProgramSpec, maps: Dict[str, "object"], btf_fd, kernel_btf: Call
         if target_is_kernel and module_btf_names():
             modules = lambda: load_module_btfs(target)  # noqa: E731
     insns, fixups = prepare_insns(spec, map_fds, kernel_btf, ksyms=resolved, module_btfs=modules)
-    attach_btf_id = _attach_btf_id(spec, vmlinux)
+    attach_prog_fd = 0
+    if spec.attach_prog is not None:
+        # freplace, or fentry/fexit on a BPF program: the target is a function in the BTF
+        # of a loaded program (libbpf's bpf_program__set_attach_target).
+        from .targets import target_func_btf_id
+        target = spec.attach_prog
+        attach_prog_fd = target if isinstance(target, int) else target.fd
+        attach_btf_id = target_func_btf_id(target, spec.attach_to)
+    elif spec.attach_kind == "freplace":
+        raise BPFError(f"program {spec.name} ({spec.section}) is an extension: name the program "
+                       "whose function it replaces before loading, with "
+                       "spec.programs[NAME].set_attach_target(program, func)")
+    else:
+        attach_btf_id = _attach_btf_id(spec, vmlinux)
     use_btf = btf_fd is not None and spec.btf is not None
     func_info = b"".join(struct.pack("=II", f.insn, f.type_id) for f in spec.func_info) if use_btf else b""
     line_info = b"".join(struct.pack("=IIII", l.insn, l.file_name_off, l.line_off, (l.line << 10) | l.col)
@@ -176,7 +189,8 @@ def _load(spec: ProgramSpec, maps: Dict[str, "object"], btf_fd, kernel_btf: Call
             prog_btf_fd=btf_fd.fileno() if use_btf else 0,
             func_info=func_info, func_info_rec_size=8 if func_info else 0,
             line_info=line_info, line_info_rec_size=16 if line_info else 0,
-            attach_btf_id=attach_btf_id, fd_array=fd_array, log_level=level, log_buf=buf,
+            attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd,
+            fd_array=fd_array, log_level=level, log_buf=buf,
             context=f"program {spec.name}")
 
     try:

@@ -98,6 +98,16 @@ class ProgramSpec:
     supported: bool = True
     unsupported_reason: str = ""
     btf: Any = attrs.field(default=None, eq=False, repr=False)
+    attach_prog: Any = attrs.field(default=None, eq=False, repr=False)
+
+    def set_attach_target(self, program: Any, func: Optional[str] = None) -> None:
+        """Load this program against function ``func`` of the loaded ``program`` (a
+        :class:`~pybpf.Program` or a program fd): freplace extensions, and fentry/fexit on
+        BPF programs (libbpf's ``bpf_program__set_attach_target``).  ``func`` defaults to
+        the section's target (``SEC("freplace/FUNC")``)."""
+        self.attach_prog = program
+        if func:
+            self.attach_to = func
 
     def copy(self) -> "ProgramSpec":
         return attrs.evolve(self, insns=bytearray(self.insns), map_refs=list(self.map_refs),

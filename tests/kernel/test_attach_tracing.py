@@ -584,22 +584,11 @@ def test_sleepable_lsm_attach(tracing_spec, tmp_path):
         assert c.variables["calls"].value == 1
 
 
-def _load_extension(bpf_objects, target: "pybpf.Program") -> "pybpf.Program":
-    """Load drop_verdict against ``target`` as the loader will (see docs/attach-tracing.md):
-    attach_prog_fd, attach_btf_id from the target's BTF, and the object's BTF + func_info."""
-    from pybpf import sys as _sys
-    from pybpf.progs.loader import prepare_insns
-    from pybpf.progs.program import Program
+def _load_extension(bpf_objects, target: "pybpf.Program") -> "pybpf.Collection":
+    """drop_verdict loaded against ``target``'s pybpf_verdict (set_attach_target)."""
     spec = pybpf.load_collection_spec(bpf_objects["attach_freplace"])
-    ps = spec.programs["drop_verdict"]
-    insns, _ = prepare_insns(ps, {}, None)
-    func_info = b"".join(struct.pack("=II", f.insn, f.type_id) for f in ps.func_info)
-    with _sys.btf_load(spec.btf.raw) as btf_fd:
-        fd = _sys.prog_load(ps.prog_type, bytes(insns), ps.license, prog_name=ps.kernel_name,
-                            prog_btf_fd=btf_fd.fileno(), func_info=func_info, func_info_rec_size=8,
-                            attach_prog_fd=target.fd,
-                            attach_btf_id=tracing.target_func_btf_id(target, ps.attach_to))
-    return Program(fd, name=ps.name, type=ps.prog_type, spec=ps)
+    spec.programs["drop_verdict"].set_attach_target(target, "pybpf_verdict")
+    return pybpf.load(spec)
 
 
 @pytest.mark.kernel
@@ -609,7 +598,8 @@ def test_freplace_replaces_a_global_function(tracing_spec, bpf_objects):
     with pybpf.load(_only(tracing_spec, "freplace_target")) as c:
         target = c.programs["freplace_target"]
         assert target.test_run(packet).retval == 2                     # XDP_PASS
-        with _load_extension(bpf_objects, target) as ext:
+        with _load_extension(bpf_objects, target) as ext_coll:
+            ext = ext_coll.programs["drop_verdict"]
             with ext.attach() as link:
                 assert link.kind == "freplace" and link.target == "pybpf_verdict"
                 assert target.test_run(packet).retval == 1             # XDP_DROP
@@ -625,3 +615,9 @@ def test_freplace_target_btf_id(coll):
     assert btf_id > 0
     with pytest.raises(BPFError, match="no function 'nope'"):
         tracing.target_func_btf_id(coll.programs["freplace_target"], "nope")
+
+
+@pytest.mark.kernel
+def test_freplace_without_target_is_explained(bpf_objects):
+    with pytest.raises(BPFError, match="set_attach_target"):
+        pybpf.load(bpf_objects["attach_freplace"])

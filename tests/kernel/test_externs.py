@@ -240,3 +240,16 @@ def test_kfunc_from_vmlinux_or_a_module(bpf_objects):
         assert coll.programs["ct_lookup"].test_run(pkt).retval == 0
         found, error = coll.variables["ct_found"].value, coll.variables["ct_error"].value
     assert found == 0 and error < 0           # the module function ran: no such connection
+
+
+@pytest.mark.needs_modules
+def test_module_btf_and_module_kfunc(bpf_objects):
+    """In the guest kernels (modules, module BTF): split BTF of a module parses on top of
+    vmlinux, and a kfunc that lives in a module is called through fd_array."""
+    subprocess.run(["modprobe", "nf_conntrack"], check=False, capture_output=True)
+    names = module_btf_names()
+    assert names, "the guest kernel exposes module BTF under /sys/kernel/btf"
+    spec = load_module_btf(names[0])
+    assert spec.base is not None and len(spec) > spec.start_id
+    assert _kfunc_home("bpf_skb_ct_lookup"), "nf_conntrack is a module in the Debian kernels"
+    test_kfunc_from_vmlinux_or_a_module(bpf_objects)

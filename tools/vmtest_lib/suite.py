@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from . import kernels, runner
 
-MARKERS = ("needs_trampoline", "needs_kprobes", "vmtest")
+MARKERS = ("needs_trampoline", "needs_kprobes", "needs_modules", "vmtest")
 MARK_EXPR = " or ".join(MARKERS)
 
 
