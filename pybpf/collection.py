@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import struct
 from typing import Any, Dict, List, Optional, Union
 
@@ -343,11 +344,28 @@ def _enum_name(enum_cls: Any, value: int) -> str:
         return str(value)
 
 
+_UNKNOWN_HELPER = re.compile(r"(?:unknown func|invalid func) (\w+)#(\d+)")
+_POISON_HELPER = 195896080      # CO-RE poison (0xbad2310): explained by the loader's notes
+
+
 def _explain_missing_prog_feature(ps: Any, e: SyscallError) -> None:
-    """Turn a load failure caused by a kernel feature this kernel lacks into NotSupportedError."""
-    if e.errno not in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, 524):
+    """Turn a load failure caused by a kernel feature this kernel lacks into NotSupportedError:
+    an unknown program type, a helper the verifier does not know, sleepable programs of a
+    type that cannot sleep here, multi-buffer XDP."""
+    if e.errno not in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, errno.EACCES, 524):
         return
     what = f"program {ps.name} ({ps.section})"
+    log = getattr(e, "log", None) or []
+    for line in reversed(log):
+        m = _UNKNOWN_HELPER.search(line)
+        if m and int(m.group(2)) != _POISON_HELPER:
+            raise NotSupportedError(f"BPF helper {m.group(1)} (#{m.group(2)}) in {what}",
+                                    "this kernel's verifier does not know it") from e
+    if ps.sleepable and any("sleepable" in line for line in log[-5:]):
+        raise NotSupportedError(what, "this kernel cannot load sleepable programs of this type: "
+                                + next(l for l in reversed(log) if "sleepable" in l).strip()) from e
+    if e.errno == errno.EACCES:
+        return
     if not features.have_prog_type(ps.prog_type):
         raise NotSupportedError(what, f"this kernel has no {_enum_name(ProgType, ps.prog_type)} "
                                 "program type") from e

@@ -439,8 +439,11 @@ class KsymResolver:
         found = self._find(lookup, kind)
         if found is None:
             if not ref.weak:
-                raise LinkError(f"program {program}: extern ({what}) {ref.name!r} is not in the "
-                                "kernel's BTF (vmlinux or modules)")
+                # The kernel lacks it (an older kernel, or the module is not loaded).
+                raise NotSupportedError(f"program {program}: {'kfunc' if is_func else 'kernel variable'} "
+                                        f"{ref.name}", f"extern ({what}) {ref.name!r} is not in the "
+                                        "kernel's BTF (vmlinux or loaded modules); declare it __weak "
+                                        "and guard it with bpf_ksym_exists() to run without it")
             k = Ksym(ref.name, found=False)
         else:
             module, targ, tid = found
