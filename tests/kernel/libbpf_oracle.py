@@ -43,14 +43,23 @@ LIBBPF = _lib()
 _quiet = _PRINT(lambda level, fmt, args: 0)
 
 
-def libbpf_insns(path: str, btf_custom_path: Optional[str] = None) -> Dict[str, bytes]:
-    """{program name: instruction bytes with map fds zeroed} as libbpf loads them."""
+def libbpf_insns(path: str, btf_custom_path: Optional[str] = None,
+                 pin_root: Optional[str] = None) -> Dict[str, bytes]:
+    """{program name: instruction bytes with map fds zeroed} as libbpf loads them.
+
+    ``pin_root`` is where libbpf pins LIBBPF_PIN_BY_NAME maps (it would use
+    /sys/fs/bpf otherwise): give a test directory the caller removes.
+    """
     lib = LIBBPF
     assert lib is not None
     lib.libbpf_set_print(ctypes.cast(_quiet, ctypes.c_void_p))
     opts = (ctypes.c_char * 128)()
     struct.pack_into("Q", opts, 0, 128)           # bpf_object_open_opts.sz
     keep = None
+    keep_pin = None
+    if pin_root:
+        keep_pin = ctypes.create_string_buffer(pin_root.encode())
+        struct.pack_into("Q", opts, 24, ctypes.addressof(keep_pin))  # .pin_root_path
     if btf_custom_path:
         keep = ctypes.create_string_buffer(btf_custom_path.encode())
         struct.pack_into("Q", opts, 48, ctypes.addressof(keep))  # .btf_custom_path
