@@ -20,7 +20,7 @@ from . import sys as _sys
 from .btf.sanitize import BTFFeatures
 from .btf import Kind, Spec
 from .btf.codec import BytesCodec, codec_for
-from .consts import MapFlags, MapType, ProgType
+from .consts import FuncId, MapFlags, MapType, ProgType
 from .elf import load_collection_spec
 from .errors import BPFError, NotSupportedError, SyscallError
 from .externs import KsymResolver, fill_kconfig
@@ -348,6 +348,17 @@ _UNKNOWN_HELPER = re.compile(r"(?:unknown func|invalid func) (\w+)#(\d+)")
 _POISON_HELPER = 195896080      # CO-RE poison (0xbad2310): explained by the loader's notes
 
 
+def _helper_calls(ps: Any) -> List[int]:
+    """Distinct helper ids the program calls (``call`` with src 0), in order of first use."""
+    seen: Dict[int, None] = {}
+    insns = ps.insns
+    le = ps.byteorder == "<"
+    for i in range(0, len(insns) - 7, 8):
+        if insns[i] == 0x85 and (insns[i + 1] >> 4 if le else insns[i + 1] & 0xF) == 0:
+            seen.setdefault(int.from_bytes(insns[i + 4:i + 8], "little" if le else "big", signed=True), None)
+    return [h for h in seen if h > 0]
+
+
 def _explain_missing_prog_feature(ps: Any, e: SyscallError) -> None:
     """Turn a load failure caused by a kernel feature this kernel lacks into NotSupportedError:
     an unknown program type, a helper the verifier does not know, sleepable programs of a
@@ -361,6 +372,13 @@ def _explain_missing_prog_feature(ps: Any, e: SyscallError) -> None:
         if m and int(m.group(2)) != _POISON_HELPER:
             raise NotSupportedError(f"BPF helper {m.group(1)} (#{m.group(2)}) in {what}",
                                     "this kernel's verifier does not know it") from e
+    for helper in _helper_calls(ps):
+        status = features.helper_status(ps.prog_type, helper)
+        if status.name in ("UNKNOWN", "NOT_ALLOWED"):
+            name = _enum_name(FuncId, helper)
+            why = ("this kernel does not know it" if status.name == "UNKNOWN"
+                   else "this kernel does not allow it in this program type")
+            raise NotSupportedError(f"BPF helper bpf_{name} (#{helper}) in {what}", why) from e
     if ps.sleepable and any("sleepable" in line for line in log[-5:]):
         raise NotSupportedError(what, "this kernel cannot load sleepable programs of this type: "
                                 + next(l for l in reversed(log) if "sleepable" in l).strip()) from e
