@@ -328,7 +328,7 @@ class Agent:
         if self._stats_fd is not None:
             try:
                 self._stats_fd.close()
-            except Exception:
-                pass
+            except OSError as e:
+                log.warning("closing BPF run stats: %s", e)
             self._stats_fd = None
         log.info("stopped in %.3f s", time.monotonic() - t0)

@@ -3,13 +3,18 @@ map fill, scrape cost, its CPU and memory, and opt-in BPF run stats."""
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 from typing import Any, List
 
+import pybpf
+
 from . import __version__
 from .collectors.base import State
 from .metrics import Metric
+
+log = logging.getLogger("pybpf_agent")
 
 __all__ = ["agent_metrics", "rss_bytes"]
 
@@ -61,7 +66,8 @@ def agent_metrics(agent: Any, exporter: Any) -> List[Metric]:
         try:
             sm = c.self_metrics()
             fills = c.map_fill()
-        except Exception:
+        except pybpf.BPFError as e:     # a collector being restarted: skip it this scrape
+            log.debug("self metrics of %s: %s", c.name, e)
             continue
         upd.samples[(c.name,)] = sm.get("map_update_errors", 0.0)
         if getattr(c, "transport", "off") != "off":
@@ -108,7 +114,8 @@ def _run_stats(agent: Any) -> List[Metric]:
         for p in c.programs():
             try:
                 i = p.info()
-            except Exception:
+            except pybpf.BPFError as e:   # program closed by a concurrent restart
+                log.debug("run stats of %s/%s: %s", c.name, p.name, e)
                 continue
             secs.samples[(c.name, p.name)] = i.run_time_ns / 1e9
             runs.samples[(c.name, p.name)] = float(i.run_cnt)

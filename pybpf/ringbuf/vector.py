@@ -104,7 +104,7 @@ class RecordBatch:
     def __del__(self) -> None:   # a forgotten batch must not wedge the ring
         try:
             self.release()
-        except Exception:
+        except BPFError:   # the ring is already closed: nothing left to release
             pass
 
 

@@ -344,7 +344,7 @@ class Collector:
                 continue
             try:
                 n = len(m)
-            except Exception:
+            except (TypeError, pybpf.BPFError):   # no cheap length: count the keys
                 n = sum(1 for _ in m.keys_raw())
             out.append((name, n, m.max_entries))
         return out

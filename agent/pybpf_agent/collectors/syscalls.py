@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any, List
 
+import pybpf
+
 from ..metrics import Metric, TopN
 from ..names import errno_name, syscall_name
 from .base import Collector, Variant, dump_summed, read_percpu_array
@@ -71,8 +73,8 @@ class SyscallsCollector(Collector):
                 gone[int(tgid)] = float(n)
                 try:
                     m.delete(tgid)   # exited: its series goes away (its count stays in "other")
-                except Exception:
-                    pass
+                except pybpf.KeyNotFoundError:
+                    pass             # already gone (LRU eviction or a concurrent delete)
                 continue
             current[int(tgid)] = float(n)
         series, other = self._top.update(current, gone)
