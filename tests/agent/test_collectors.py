@@ -137,7 +137,10 @@ def test_sched_runqueue_latency(start_collector, cgroup):
             time.sleep(0.001)
     run_in_cgroup(cgroup, work)
     h = r.metrics()["sched_runqueue_latency_seconds"].samples[()]
-    assert h.count >= 200
+    # Each sleep is one wakeup followed by one switch-in, except when the timer fires before
+    # the task has left its CPU (then there is no run-queue wait to measure): on a loaded
+    # machine a few of the 200 can go that way, never more than 200 plus the exit path.
+    assert 190 <= h.count <= 205, h.count
     assert h.sum / h.count < 0.1          # run-queue waits on an idle-ish host are short
     counts = [c for _, c in h.buckets]
     assert counts == sorted(counts)       # cumulative
