@@ -36,6 +36,7 @@ def guest_env(series: str, extra: Sequence[str] = ()) -> Dict[str, str]:
         "PYBPF_VMTEST": "1",
         "PYBPF_VMTEST_KERNEL": series,
         "PYBPF_VMTEST_OUT": "/run/vmtest/out",
+        "TMPDIR": "/run/tmp",      # a plain tmpfs (see initramfs.py): not the /tmp overlay
         "PYTHONUNBUFFERED": "1",   # output is a pipe to the console: stream it
         # The guest plugin uses the host-built BPF objects and records results;
         # the cache provider would write .pytest_cache into the tree for nothing.

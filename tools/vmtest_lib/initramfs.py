@@ -73,7 +73,10 @@ $bb mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts $R/dev/pts
 $bb mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
 $bb mount -t tmpfs -o mode=0755 tmpfs $R/run
 # /tmp stays the overlay of the host's /tmp (writes land in the tmpfs upper layer): the
-# project may live there (CI clones anywhere), so it must stay visible.
+# project may live there (CI clones anywhere), so it must stay visible.  Temporary files
+# go to a plain tmpfs instead (TMPDIR=/run/tmp): files on overlayfs are opened twice
+# (overlay + backing file), which LSM tests that count file_open calls would see.
+$bb mkdir -p $R/run/tmp && $bb chmod 1777 $R/run/tmp
 $bb mount -t bpf -o mode=0700 bpf $R/sys/fs/bpf || die "cannot mount bpffs"
 $bb mount -t tracefs tracefs $R/sys/kernel/tracing
 $bb mount -t debugfs debugfs $R/sys/kernel/debug
