@@ -11,16 +11,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import struct
 from typing import Any, Dict, List, Optional, Union
 
 from . import features
 from . import sys as _sys
 from .btf.sanitize import BTFFeatures
-from .btf import Kind, Spec
-from .btf.codec import BytesCodec, codec_for
-from .consts import FuncId, MapFlags, MapType, ProgType
+from .btf import Spec
+from .consts import MapFlags, MapType
 from .elf import load_collection_spec
 from .errors import BPFError, NotSupportedError, SyscallError
 from .externs import KsymResolver, fill_kconfig
@@ -28,6 +26,7 @@ from .kbtf import load_kernel_btf
 from .maps.map import Map, possible_cpus
 from .maps.pinning import open_pinned, pin_path
 from .progs.loader import load_program
+from .progs.unsupported import enum_name
 from .progs.program import Program
 from .spec import CollectionSpec, MapKind, MapSpec, Pinning, VariableSpec
 from .sys.fd import FD
@@ -218,14 +217,10 @@ class _Loader:
                         continue
                     # Without kernel FUNC support, programs load without func/line info.
                     prog_btf = btf_fd if self.btf_feats.func_info else None
-                    try:
-                        programs[name] = load_program(ps, maps=maps, btf_fd=prog_btf,
-                                                      kernel_btf=self.kernel_btf,
-                                                      log_level=self.log_level,
-                                                      vmlinux_btf=self.vmlinux_btf, ksyms=ksyms)
-                    except SyscallError as e:
-                        _explain_missing_prog_feature(ps, e)
-                        raise
+                    programs[name] = load_program(ps, maps=maps, btf_fd=prog_btf,
+                                                  kernel_btf=self.kernel_btf,
+                                                  log_level=self.log_level,
+                                                  vmlinux_btf=self.vmlinux_btf, ksyms=ksyms)
             self._fill_contents(maps, programs)
             return Collection(self.spec, maps, programs, btf_fd)
         except BaseException:
@@ -284,7 +279,7 @@ class _Loader:
                                kernel_name=kname)
             except SyscallError as e:
                 if e.errno == errno.EINVAL and not features.have_map_type(ms.type):
-                    raise NotSupportedError(f"map {name} of type {_enum_name(MapType, ms.type)}",
+                    raise NotSupportedError(f"map {name} of type {enum_name(MapType, ms.type)}",
                                             "this kernel cannot create maps of that type") from e
                 raise
         finally:
@@ -335,61 +330,6 @@ def _raise_memlock_once() -> None:
         _memlock_done = True
         from .privileges import raise_memlock_limit
         raise_memlock_limit()
-
-
-def _enum_name(enum_cls: Any, value: int) -> str:
-    try:
-        return enum_cls(value).name
-    except ValueError:
-        return str(value)
-
-
-_UNKNOWN_HELPER = re.compile(r"(?:unknown func|invalid func) (\w+)#(\d+)")
-_POISON_HELPER = 195896080      # CO-RE poison (0xbad2310): explained by the loader's notes
-
-
-def _helper_calls(ps: Any) -> List[int]:
-    """Distinct helper ids the program calls (``call`` with src 0), in order of first use."""
-    seen: Dict[int, None] = {}
-    insns = ps.insns
-    le = ps.byteorder == "<"
-    for i in range(0, len(insns) - 7, 8):
-        if insns[i] == 0x85 and (insns[i + 1] >> 4 if le else insns[i + 1] & 0xF) == 0:
-            seen.setdefault(int.from_bytes(insns[i + 4:i + 8], "little" if le else "big", signed=True), None)
-    return [h for h in seen if h > 0]
-
-
-def _explain_missing_prog_feature(ps: Any, e: SyscallError) -> None:
-    """Turn a load failure caused by a kernel feature this kernel lacks into NotSupportedError:
-    an unknown program type, a helper the verifier does not know, sleepable programs of a
-    type that cannot sleep here, multi-buffer XDP."""
-    if e.errno not in (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, errno.EACCES, 524):
-        return
-    what = f"program {ps.name} ({ps.section})"
-    log = getattr(e, "log", None) or []
-    for line in reversed(log):
-        m = _UNKNOWN_HELPER.search(line)
-        if m and int(m.group(2)) != _POISON_HELPER:
-            raise NotSupportedError(f"BPF helper {m.group(1)} (#{m.group(2)}) in {what}",
-                                    "this kernel's verifier does not know it") from e
-    for helper in _helper_calls(ps):
-        status = features.helper_status(ps.prog_type, helper)
-        if status.name in ("UNKNOWN", "NOT_ALLOWED"):
-            name = _enum_name(FuncId, helper)
-            why = ("this kernel does not know it" if status.name == "UNKNOWN"
-                   else "this kernel does not allow it in this program type")
-            raise NotSupportedError(f"BPF helper bpf_{name} (#{helper}) in {what}", why) from e
-    if ps.sleepable and any("sleepable" in line for line in log[-5:]):
-        raise NotSupportedError(what, "this kernel cannot load sleepable programs of this type: "
-                                + next(l for l in reversed(log) if "sleepable" in l).strip()) from e
-    if e.errno == errno.EACCES:
-        return
-    if not features.have_prog_type(ps.prog_type):
-        raise NotSupportedError(what, f"this kernel has no {_enum_name(ProgType, ps.prog_type)} "
-                                "program type") from e
-    if ps.flags & (1 << 5) and not features.have_feature("xdp_frags"):
-        raise NotSupportedError(what, "this kernel has no multi-buffer XDP (BPF_F_XDP_HAS_FRAGS)",
-                                min_kernel="5.18") from e
 
 
 def load(source: Union[str, os.PathLike, bytes, CollectionSpec], *,

@@ -7,12 +7,11 @@ offsets, sanitisation for older kernels) and by tests to build BTF by hand.
 from __future__ import annotations
 
 import struct
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Sequence
 
 from .parse import BTF_MAGIC, HEADER_SIZE
 from .types import (
-    AnyType, Array, Composite, Datasec, DeclTag, Enum64, AnyEnum, Float, Func, FuncProto, Fwd,
-    Int, Kind, Ptr, Typedef, Var,
+    AnyType, Composite, Datasec, DeclTag, Enum64, AnyEnum, Func, FuncProto, Kind, Var,
 )
 
 __all__ = ["marshal", "StringTable"]

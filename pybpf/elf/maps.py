@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from ..btf import Kind, Spec
 from ..btf.types import Composite, Datasec

@@ -26,10 +26,9 @@ attaches the same extension to another program with a compatible function
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from .. import sys as _sys
-from ..btf import Kind, Spec
 from ..consts import ProgType
 from ..errors import BPFError, NotSupportedError, SyscallError
 from ..progs.targets import target_func_btf_id

@@ -12,18 +12,16 @@ from .. import sys as _sys
 from ..btf import Kind, Spec
 from ..btf.ext import CORERelo, COREReloKind
 from ..btf.fixup import KCONFIG_SEC, KSYMS_SEC
-from .._internal.caps import CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN, has_caps
-from ..errors import (BPFError, LinkError, NotSupportedError, PermissionDeniedError, SyscallError,
-                      VerifierError)
+from ..errors import (BPFError, LinkError, NotSupportedError, SyscallError, VerifierError)
 from ..externs import Ksym, KsymResolver, patch_externs
 from ..kbtf import KERNEL_BTF_DIR, load_kernel_btf, load_module_btfs, module_btf_names
 from ..spec.program import ProgramSpec
 from .program import Program
+from .unsupported import TRAMPOLINE_KINDS, raise_if_missing_feature, raise_if_trampolines_refused
 from .verifier import load_with_log
 
 __all__ = ["load_program", "prepare_insns", "explain_failure", "BTF_ID_TARGETS", "TRAMPOLINE_KINDS"]
 
-TRAMPOLINE_KINDS = frozenset({"fentry", "fexit", "fmod_ret", "lsm", "freplace"})
 
 POISON_CALL = 0xBAD2310     # helper id of a poisoned CO-RE instruction ("unknown#195896080")
 _CALL = 0x85
@@ -202,15 +200,9 @@ def _load(spec: ProgramSpec, maps: Dict[str, "object"], btf_fd, kernel_btf: Call
             if e.errno != errno.ENOENT or log_level or isinstance(e, VerifierError):
                 raise
             fd = load_with_log(do_load, spec.name, source_line, log_level=1, notes=notes)
-    except PermissionDeniedError as e:
-        if spec.attach_kind in TRAMPOLINE_KINDS and e.errno == errno.EPERM and \
-                has_caps(CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN):
-            raise NotSupportedError(
-                f"BPF trampoline program {spec.name} ({spec.section})",
-                "the running kernel refused BPF_PROG_LOAD with EPERM although this process has "
-                "CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN: this kernel does not allow BPF "
-                "trampolines (fentry/fexit/fmod_ret/lsm); use a tracepoint, tp_btf or raw_tp "
-                "hook here, or run on a kernel that allows them (see tools/vmtest)") from e
+    except SyscallError as e:
+        raise_if_trampolines_refused(spec, e)
+        raise_if_missing_feature(spec, e)
         raise
     return Program(fd, name=spec.name, type=spec.prog_type, spec=spec)  # type: ignore[arg-type]
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import copy as _copy
 import enum
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple
 
 import attrs
 

@@ -15,7 +15,6 @@ import shutil
 import struct
 import subprocess
 import time
-import warnings
 from pathlib import Path
 from typing import Dict, Iterator, List
 
@@ -24,7 +23,7 @@ import pytest
 import pybpf
 from pybpf.errors import BPFError, NotSupportedError
 from pybpf.link import elfsym, iter as iter_link, kprobe, perf_event, tracing, uprobe, usdt
-from tests.conftest import BUILD, ROOT, fd_count
+from tests.conftest import ROOT, fd_count
 
 TARGET_SRC = ROOT / "tests" / "progs" / "usdt"
 SDT_H = "sys/sdt.h"

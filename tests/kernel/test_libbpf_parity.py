@@ -6,7 +6,6 @@ is used as a test oracle only, through ctypes.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

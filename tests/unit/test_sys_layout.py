@@ -13,14 +13,15 @@ import hashlib
 import importlib.util
 import os
 import sys
-from typing import Iterator, Tuple
+from typing import Tuple
 
 import pytest
 
 from pybpf import consts
-from pybpf.btf import Int, Kind, Spec, Struct, Union
+from pybpf.btf import Kind, Spec, Struct, Union
 from pybpf.sys import _cdef
 from pybpf.sys._libc import ffi
+from tools.gen_ffi import btf_leaves  # the generator's own walk of BTF members
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -70,26 +71,6 @@ def _names(spec: Spec, t) -> set:
     return out
 
 
-def _leaves(spec: Spec, tid: int, path: Tuple[str, ...] = (), base: int = 0
-            ) -> Iterator[Tuple[Tuple[str, ...], int, int]]:
-    """(cffi field path, byte offset, byte size) of every non-bitfield field, recursively."""
-    t = spec[spec.skip_modifiers(tid)]
-    for m in t.members:  # type: ignore[union-attr]
-        mt = spec[spec.skip_modifiers(m.type)]
-        if m.bitfield_size or (isinstance(mt, Int) and mt.bits != mt.size * 8):
-            continue
-        off = base + m.offset // 8
-        if isinstance(mt, (Struct, Union)):
-            if not m.name:
-                if not all(mm.bitfield_size for mm in mt.members):
-                    yield from _leaves(spec, m.type, path, off)
-                continue
-            yield path + (m.name,), off, mt.size
-            yield from _leaves(spec, m.type, path + (m.name,), off)
-            continue
-        yield path + (m.name,), off, spec.sizeof(m.type)
-
-
 def _cffi_field(cname: str, path: Tuple[str, ...]):
     """(offset, size) of a field path in the cffi struct, or None when it is not there."""
     ct = ffi.typeof(f"struct {cname}")
@@ -116,7 +97,7 @@ def test_struct_layout_matches_kernel_btf(spec: Spec, same_btf: bool, cname: str
     tid = _btf_type(spec, btf_name, selector)
     missing = []
     checked = 0
-    for path, off, size in _leaves(spec, tid):
+    for path, off, size in btf_leaves(spec, tid):
         got = _cffi_field(cname, path)
         if got is None:
             missing.append(".".join(path))

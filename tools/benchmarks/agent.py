@@ -277,7 +277,7 @@ def _find_map_id(name: str) -> int:
             break
         try:
             m = pybpf.Map.from_id(mid)
-        except Exception:
+        except pybpf.BPFError:   # freed between get_next_id and get_fd_by_id
             continue
         if m.name == name:
             found = mid
