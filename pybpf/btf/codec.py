@@ -33,6 +33,7 @@ import enum
 import gc
 import itertools
 import operator
+import re
 import struct
 import sys
 import weakref
@@ -92,6 +93,15 @@ class Codec:
         """The value of ``size`` zero bytes (what a C ``= {}`` initialiser gives)."""
         return self.decode(bytes(self.size))
 
+    def int_pack_into(self) -> Optional[Callable[[Any, int, int], None]]:
+        """For codecs of plain integers: a ``pack_into(buf, offset, value)`` that encodes an
+        ``int`` with no normalisation (``struct.error`` when it does not fit, so the caller
+        can fall back to :meth:`encode` for its message); ``None`` for other codecs.
+
+        Element operations use it to write an integer key straight into a prepared buffer.
+        """
+        return None
+
 
 class BytesCodec(Codec):
     """The identity codec, for maps without BTF: values are ``bytes`` of a fixed size.
@@ -116,6 +126,10 @@ class BytesCodec(Codec):
             raw = bytes(mv[offset:offset + count * n])
             return [raw[i:i + n] for i in range(0, count * n, n)]
         return [bytes(mv[offset + i * stride:offset + i * stride + n]) for i in range(count)]
+
+    def int_pack_into(self) -> Optional[Callable[[Any, int, int], None]]:
+        code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(self.size)   # unsigned; encode() takes
+        return struct.Struct("<" + code).pack_into if code else None   # negatives too
 
     def encode(self, value: Any) -> bytes:
         if isinstance(value, int) and not isinstance(value, bool) and self.size in (1, 2, 4, 8):
@@ -205,6 +219,13 @@ class _CompiledCodec(Codec):
             else None
         self._normalize = cache.normalizer(tid)
         self._strides: Dict[int, struct.Struct] = {self.size: c.st}
+        self._columns = _column_plan(fmt) if flat_record is not None else None
+
+    def int_pack_into(self) -> Optional[Callable[[Any, int, int], None]]:
+        if self._scalar and self._fast == self.struct.pack and self._cast is not None \
+                and self._cast in "bBhHiIqQ":
+            return self.struct.pack_into
+        return None
 
     def _short(self, buf: Any, offset: int) -> CodecError:
         try:
@@ -252,6 +273,14 @@ class _CompiledCodec(Codec):
             gc.disable()
         try:
             if self._flat is not None:
+                cols = self._columns
+                if cols is not None and all(stride % n == 0 for _, _, n in cols):
+                    # Field by field in C (memoryview.tolist over a strided view), then one
+                    # record per row: no intermediate row tuple (zip reuses its own).
+                    body = mv[offset:end]
+                    return list(map(partial(_tn_new, self._flat), zip(*[
+                        body.cast(code)[off // n::stride // n].tolist()
+                        for code, off, n in cols])))
                 return list(map(partial(_tn_new, self._flat), rows))
             return list(map(self._row, rows))  # type: ignore[arg-type]
         finally:
@@ -262,7 +291,7 @@ class _CompiledCodec(Codec):
         # Plain numbers and records of plain numbers pack in one C-level pass; anything
         # else (or any failure) goes value by value, for the normalisation and messages.
         try:
-            if self._scalar and self._fast is self.struct.pack:
+            if self._scalar and self._fast == self.struct.pack:
                 return b"".join(map(self.struct.pack, values))
             if self._flat is not None:
                 flat = self._flat
@@ -274,6 +303,31 @@ class _CompiledCodec(Codec):
 
     def __repr__(self) -> str:
         return f"<pybpf codec {self.label} size={self.size}>"
+
+
+_COLUMN_CODES = frozenset("bBhHiIqQfd")
+_FORMAT_ITEM = re.compile(r"(\d*)([a-zA-Z?])")
+
+
+def _column_plan(fmt: str) -> Optional[List[Tuple[str, int, int]]]:
+    """``[(code, offset, size)]`` when every item of a flat record's struct format is one
+    native-order, naturally aligned number that ``memoryview.cast`` can read (padding
+    allowed); ``None`` otherwise (then records are decoded row by row)."""
+    if not fmt or fmt[0] != ("<" if sys.byteorder == "little" else ">"):
+        return None
+    plan: List[Tuple[str, int, int]] = []
+    pos = 0
+    for count, code in _FORMAT_ITEM.findall(fmt[1:]):
+        n = int(count) if count else 1
+        if code == "x":
+            pos += n
+            continue
+        size = struct.calcsize("=" + code)
+        if code not in _COLUMN_CODES or n != 1 or pos % size:
+            return None
+        plan.append((code, pos, size))
+        pos += size
+    return plan or None
 
 
 class _ArrayCodec(Codec):

@@ -20,7 +20,9 @@ does not fit (the kernel's ENOSPC).
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Tuple
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Tuple
 
 from .. import sys as _sys
 from ..consts import Cmd
@@ -31,11 +33,12 @@ if TYPE_CHECKING:
     from .map import Map
 
 __all__ = ["BatchCursor", "auto_batch_size", "lookup_into", "lookup_chunk", "iter_batches",
-           "dump_raw", "update_raw", "delete_raw", "clear", "encode_keys", "encode_values"]
+           "dump_raw", "read_ahead", "update_raw", "delete_raw", "clear", "encode_keys", "encode_values"]
 
 _UNSUPPORTED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP})
 _BUDGET = 4 << 20          # bytes of keys + values per automatic batch
 _DUMP_BUDGET = 64 << 20    # initial buffer of a whole-map dump
+_CHUNK_BYTES = 2 << 20     # keys + values per chunk of a read-ahead dump
 _MIN_BATCH = 256
 
 
@@ -265,6 +268,80 @@ def dump_raw(m: "Map", *, delete: bool = False) -> Tuple[memoryview, memoryview,
             vmv.release()
         total += n
     return memoryview(kb)[:total * ks], memoryview(vb)[:total * vs], total
+
+
+def read_ahead(m: "Map", consume: Callable[[memoryview, memoryview, int], None], *,
+               delete: bool = False) -> int:
+    """Every entry, chunk by chunk, handed to ``consume(keys, values, n)``; returns how
+    many entries there were.
+
+    Decoding a big map costs Python time per entry, while reading it costs kernel time
+    during which the interpreter lock is released.  So for maps of more than a few
+    chunks a helper thread reads chunk *i + 1* (into one of three rotating buffer
+    pairs) while ``consume`` decodes chunk *i*: the read is hidden behind the decoding
+    on a machine with a second CPU.  The views passed to ``consume`` are valid only
+    during the call.  Smaller maps, and maps read per key (no batch commands), are read
+    in one go first.
+    """
+    ks, vs = m.key_size, m.value_bytes
+    per = max(ks + vs, 1)
+    chunk = max(_MIN_BATCH, _CHUNK_BYTES // per)
+    cmd = Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else Cmd.MAP_LOOKUP_BATCH
+    if m.max_entries <= 2 * chunk or _supported(m, cmd) is False:
+        kb, vb, n = dump_raw(m, delete=delete)
+        if n:
+            consume(kb, vb, n)
+        return n
+    free: "queue.SimpleQueue[Tuple[bytearray, bytearray]]" = queue.SimpleQueue()
+    ready: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+    for _ in range(3):
+        free.put((bytearray(chunk * ks), bytearray(chunk * vs)))
+    stop = threading.Event()
+
+    def produce() -> None:
+        cursor = BatchCursor()
+        count = chunk
+        try:
+            while not cursor.done and not stop.is_set():
+                kb, vb = free.get()
+                if len(kb) < count * ks:
+                    kb, vb = bytearray(count * ks), bytearray(count * vs)
+                try:
+                    n = lookup_into(m, cursor, kb, vb, count, delete=delete)
+                except _TooSmall:
+                    count *= 2     # a hash bucket bigger than the chunk
+                    free.put((kb, vb))
+                    continue
+                ready.put((kb, vb, n))
+            ready.put(None)
+        except BaseException as e:  # handed to the caller's thread, raised there
+            ready.put(e)
+
+    helper = threading.Thread(target=produce, name=f"pybpf-read-{m.name}", daemon=True)
+    helper.start()
+    total = 0
+    try:
+        while True:
+            item = ready.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            kb, vb, n = item
+            if n:
+                kmv, vmv = memoryview(kb)[:n * ks], memoryview(vb)[:n * vs]
+                try:
+                    consume(kmv, vmv, n)
+                finally:
+                    kmv.release()
+                    vmv.release()
+                total += n
+            free.put((kb, vb))
+    finally:
+        stop.set()
+        free.put((bytearray(chunk * ks), bytearray(chunk * vs)))   # wake a waiting helper
+        helper.join()
+    return total
 
 
 def _grow(buf: bytearray, size: int) -> bytearray:

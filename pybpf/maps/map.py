@@ -15,8 +15,12 @@ special map kinds have their own verbs: queue/stack/bloom filter ``push`` /
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import ipaddress
 import os
+import time
+from struct import error as _StructError
 from sys import byteorder as _BYTEORDER
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
@@ -51,6 +55,8 @@ _KEYLESS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
 _LOCAL_STORAGE = frozenset({MapType.TASK_STORAGE, MapType.CGRP_STORAGE, MapType.SK_STORAGE,
                             MapType.INODE_STORAGE})
 _LPM_HEADER = 4   # struct bpf_lpm_trie_key_hdr { __u32 prefixlen; }
+_ABSENT = object()
+_DELETE = int(Cmd.MAP_DELETE_ELEM)
 
 
 @attrs.frozen
@@ -69,6 +75,19 @@ class MapInfo:
     map_extra: int = 0
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while a dump creates a million records: they cannot form
+    cycles, and each collection would rescan the growing result for nothing."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 class Map:
     """A BPF map in the kernel.
 
@@ -82,8 +101,9 @@ class Map:
     are lists of ``possible_cpus()`` items, each slot 8-byte aligned in the raw
     bytes (``value_stride``); :meth:`lookup_sum` adds them up.
 
-    Element methods reuse one value buffer per map, so share a ``Map`` between
-    threads only under your own lock (or give each thread its own ``Map.from_fd``).
+    Element methods are safe to call from several threads: each call holds the
+    map's prepared element block (:class:`pybpf.sys.ElemBlock`) for its duration,
+    and a call that finds it busy uses buffers of its own.
     """
 
     def __init__(self, fd: FD, *, name: str, type: int, key_size: int, value_size: int,
@@ -116,8 +136,15 @@ class Map:
         if self.type in _FD_VALUED and key_size == 4 and isinstance(self.key_codec, BytesCodec):
             self.key_codec = _u32_codec()        # fd arrays are indexed by u32
         self._kbuf = bytearray(max(key_size, 1))
-        self._vbuf = bytearray(max(self.value_bytes, 1))
         self._ctx = f"map {name}"
+        # The single-element hot path: a prepared attribute and key/value areas (see
+        # pybpf.sys.ElemBlock), an integer key packer and the value decoder, chosen once.
+        self._elem = _sys.ElemBlock(fd.fileno(), key_size, self.value_bytes, context=self._ctx)
+        free = [self._elem]          # one slot: empty while a call (in any thread) holds it
+        self._etake = free.pop       # IndexError when busy -> the pooled pybpf.sys functions
+        self._egive = free.append
+        self._kint = self.key_codec.int_pack_into() if key_size else None
+        self._vdecode = self.value_codec.decode if not self.percpu else self._decode_value
         self._batch_ok: Dict[int, bool] = {}      # batch command -> works on this map (once tried)
         self._memory: Any = None
 
@@ -198,6 +225,8 @@ class Map:
         if self._memory is not None:
             self._memory.close()
             self._memory = None
+        if not self._fd.closed:
+            self._retire_elem()
         self._fd.close()
 
     @property
@@ -224,21 +253,116 @@ class Map:
         _sys.map_freeze(self.fd, context=self._ctx)
 
     # -- raw operations ---------------------------------------------------------------------
+    # The element methods below take the map's ElemBlock when it is free (the usual case)
+    # and fall back to the pooled pybpf.sys functions when another thread holds it (or the
+    # map is closed: then fileno() raises the closed-fd error).
+    def _raw_key(self, key: Any) -> bytes:
+        """A raw key checked against ``key_size`` (what the ``*_raw`` methods accept)."""
+        try:
+            k = memoryview(key).cast("B")
+        except TypeError:
+            raise CodecError(f"{self._ctx}: raw key must be bytes-like, got "
+                             f"{type(key).__name__}") from None
+        if len(k) != self.key_size:
+            raise CodecError(f"{self._ctx}: key must be {self.key_size} bytes, got {len(k)}")
+        return k  # type: ignore[return-value]
+
+    def _put_key(self, area: memoryview, key: Any) -> None:
+        """Write ``key`` (bytes of ``key_size``, an int, or anything the key codec takes)."""
+        kint = self._kint
+        if kint is not None and type(key) is int:
+            try:
+                kint(area, 0, key)
+                return
+            except _StructError:
+                pass    # negative or too big: key_bytes() says which, or encodes it
+        t = type(key)
+        if (t is bytes or t is bytearray) and len(key) == self.key_size:
+            area[:] = key
+        else:
+            area[:] = memoryview(self.key_bytes(key)).cast("B")
+
+    def _retire_elem(self) -> None:
+        """Take the element block for good, so no call can use the fd number once it is
+        closed; waits (briefly) for a call in flight in another thread."""
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                self._etake()
+                return
+            except IndexError:
+                if time.monotonic() > deadline:   # held by an interrupted frame of ours
+                    return
+                time.sleep(0.0005)
+
     def lookup_raw(self, key: Any) -> bytes:
         """The value bytes for ``key`` (bytes; all CPUs' slots for per-CPU maps)."""
-        _sys.map_lookup_elem(self._fd.fileno(), key, self._vbuf, context=self._ctx)
-        return bytes(self._vbuf)
+        try:
+            h = self._etake()
+        except IndexError:
+            h = None
+        if h is not None:
+            try:
+                t = type(key)
+                h.key[:] = key if (t is bytes or t is bytearray) and len(key) == self.key_size \
+                    else self._raw_key(key)
+                if h.lookup():
+                    return h.value.tobytes()
+                raise h.absent()
+            finally:
+                self._egive(h)
+        out = bytearray(max(self.value_bytes, 1))
+        _sys.map_lookup_elem(self._fd.fileno(), self._raw_key(key), out, context=self._ctx)
+        return bytes(out)
 
     def lookup_into(self, key: Any, out: bytearray) -> None:
         """Copy the value of ``key`` into ``out`` (``value_bytes`` long): no allocation."""
-        _sys.map_lookup_elem(self._fd.fileno(), key, out, context=self._ctx)
+        if len(out) != self.value_bytes:
+            raise CodecError(f"{self._ctx}: output buffer must be {self.value_bytes} bytes, "
+                             f"got {len(out)}")
+        _sys.map_lookup_elem(self._fd.fileno(), self._raw_key(key), out, context=self._ctx)
 
     def update_raw(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
         """Set ``key`` to ``value`` (bytes; for per-CPU maps, one 8-byte aligned slot per CPU)."""
-        _sys.map_update_elem(self._fd.fileno(), key, value, flags, context=self._ctx)
+        try:
+            v = memoryview(value).cast("B")
+        except TypeError:
+            raise CodecError(f"{self._ctx}: raw value must be bytes-like, got "
+                             f"{type(value).__name__}") from None
+        if len(v) != self.value_bytes:
+            raise CodecError(f"{self._ctx}: value must be {self.value_bytes} bytes, got {len(v)}")
+        try:
+            h = self._etake()
+        except IndexError:
+            h = None
+        if h is not None:
+            try:
+                h.key[:] = self._raw_key(key)
+                h.value[:] = v
+                h.update(flags)
+                return
+            finally:
+                self._egive(h)
+        _sys.map_update_elem(self._fd.fileno(), self._raw_key(key), v, flags, context=self._ctx)
 
     def delete_raw(self, key: Any) -> None:
-        _sys.map_delete_elem(self._fd.fileno(), key, context=self._ctx)
+        """Remove ``key``; :class:`~pybpf.KeyNotFoundError` when absent."""
+        self._delete(self._raw_key(key))
+
+    def _delete(self, key: Any) -> None:
+        try:
+            h = self._etake()
+        except IndexError:
+            h = None
+        if h is not None:
+            try:
+                self._put_key(h.key, key)
+                if h.delete():
+                    return
+                raise h.absent(_DELETE)
+            finally:
+                self._egive(h)
+        _sys.map_delete_elem(self._fd.fileno(), self.key_bytes(key), context=self._ctx)
 
     def next_key_raw(self, key: Optional[Any]) -> Optional[bytes]:
         """The key after ``key`` (the first key for ``None``), or ``None`` at the end."""
@@ -293,7 +417,8 @@ class Map:
             if not isinstance(fd, int):
                 raise CodecError(f"{self._ctx}: value must be an fd or an object with .fd, "
                                  f"got {value!r}")
-            return fd.to_bytes(4, _BYTEORDER)
+            # sockmap/sockhash values may be 8 bytes: the kernel then reads a u64 fd
+            return fd.to_bytes(8 if self.value_size == 8 else 4, _BYTEORDER)
         try:
             if not self.percpu:
                 return self.value_codec.encode(value)
@@ -310,14 +435,35 @@ class Map:
     def lookup(self, key: Any, default: Any = KeyError) -> Any:
         """The decoded value for ``key`` (a list with one value per CPU for per-CPU maps);
         ``default`` when absent if given, else :class:`~pybpf.KeyNotFoundError`."""
-        vbuf = self._vbuf
         try:
-            _sys.map_lookup_elem(self._fd.fileno(), self.key_bytes(key), vbuf, context=self._ctx)
+            h = self._etake()
+        except IndexError:
+            h = None
+        if h is not None:
+            try:
+                kint = self._kint
+                if kint is not None and type(key) is int:   # _put_key's first case, inlined
+                    try:
+                        kint(h.key, 0, key)
+                    except _StructError:
+                        self._put_key(h.key, key)
+                else:
+                    self._put_key(h.key, key)
+                if h.lookup():
+                    return self._vdecode(h.value)
+                if default is KeyError:
+                    raise h.absent()
+                return default
+            finally:
+                self._egive(h)
+        out = bytearray(max(self.value_bytes, 1))
+        try:
+            _sys.map_lookup_elem(self._fd.fileno(), self.key_bytes(key), out, context=self._ctx)
         except KeyNotFoundError:
             if default is KeyError:
                 raise
             return default
-        return self._decode_value(vbuf)
+        return self._vdecode(out)
 
     get = lookup
 
@@ -328,10 +474,28 @@ class Map:
 
     def update(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
         """Set ``key`` to ``value`` with BPF_ANY/NOEXIST/EXIST semantics (``flags``)."""
-        self.update_raw(self.key_bytes(key), self.value_bytes_of(value), flags)
+        raw = self.value_bytes_of(value)
+        if len(raw) != self.value_bytes:
+            raise CodecError(f"{self._ctx}: value {value!r} encodes to {len(raw)} bytes, "
+                             f"the map's values are {self.value_bytes}")
+        try:
+            h = self._etake()
+        except IndexError:
+            h = None
+        if h is not None:
+            try:
+                self._put_key(h.key, key)
+                h.value[:] = raw
+                h.update(flags)
+                return
+            finally:
+                self._egive(h)
+        _sys.map_update_elem(self._fd.fileno(), self.key_bytes(key), raw, flags,
+                             context=self._ctx)
 
     def delete(self, key: Any) -> None:
-        self.delete_raw(self.key_bytes(key))
+        """Remove ``key``; :class:`~pybpf.KeyNotFoundError` when absent."""
+        self._delete(key)
 
     def pop_key(self, key: Any, default: Any = KeyError) -> Any:
         """Atomically read and delete ``key`` (hash maps; the kernel's LOOKUP_AND_DELETE)."""
@@ -342,8 +506,7 @@ class Map:
                 raise
             return default
 
-    def __getitem__(self, key: Any) -> Any:
-        return self.lookup(key)
+    __getitem__ = lookup   # m[key]: no extra frame on the hot path
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.update(key, value)
@@ -355,11 +518,16 @@ class Map:
         if self.type == MapType.BLOOM_FILTER:
             return _keyless.bloom_contains(self, key)
         try:
-            _sys.map_lookup_elem(self._fd.fileno(), self.key_bytes(key), self._vbuf,
-                                 context=self._ctx)
-        except KeyNotFoundError:
-            return False
-        return True
+            h = self._etake()
+        except IndexError:
+            h = None
+        if h is not None:
+            try:
+                self._put_key(h.key, key)
+                return h.lookup()
+            finally:
+                self._egive(h)
+        return self.lookup(key, _ABSENT) is not _ABSENT
 
     # -- iteration (batched where the kernel can) --------------------------------------------
     def _check_iterable(self) -> None:
@@ -436,22 +604,45 @@ class Map:
 
     def dump(self, *, delete: bool = False, sum_cpus: bool = False) -> Dict[Any, Any]:
         """Every entry as a ``dict`` of decoded keys and values (per-CPU values as lists,
-        or summed with ``sum_cpus``): one batch dump, then each buffer decoded in one pass."""
-        keys, vals = self.dump_lists(delete=delete, sum_cpus=sum_cpus)
-        try:
-            return dict(zip(keys, vals))
-        except TypeError:
-            raise CodecError(f"{self._ctx}: its keys decode to unhashable values "
-                             "(arrays become lists): use dump_lists() or items()") from None
+        or summed with ``sum_cpus``).
+
+        Big maps are read a chunk ahead on a helper thread while the previous chunk is
+        decoded (:func:`pybpf.maps.batch.read_ahead`): the kernel's copying overlaps the
+        Python work."""
+        out: Dict[Any, Any] = {}
+        kdec = self.key_codec.decode_many
+
+        def take(kb: memoryview, vb: memoryview, n: int) -> None:
+            vals = self._decode_values(vb, n)
+            if sum_cpus and self.percpu:
+                vals = [sum_values(v) for v in vals]
+            try:
+                out.update(zip(kdec(kb, n), vals))
+            except TypeError:
+                raise CodecError(f"{self._ctx}: its keys decode to unhashable values "
+                                 "(arrays become lists): use dump_lists() or items()") from None
+
+        self._check_iterable()
+        with _gc_paused():
+            _batch.read_ahead(self, take, delete=delete)
+        return out
 
     def dump_lists(self, *, delete: bool = False,
                    sum_cpus: bool = False) -> Tuple[List[Any], List[Any]]:
         """Every entry as two lists, decoded keys and decoded values in the same order:
         :meth:`dump` without building a dict (hashing a million random keys costs about
         as much as decoding them)."""
-        kb, vb, n = self.dump_raw(delete=delete)
-        keys = self.key_codec.decode_many(kb, n)
-        vals = self._decode_values(vb, n)
+        keys: List[Any] = []
+        vals: List[Any] = []
+        kdec = self.key_codec.decode_many
+
+        def take(kb: memoryview, vb: memoryview, n: int) -> None:
+            keys.extend(kdec(kb, n))
+            vals.extend(self._decode_values(vb, n))
+
+        self._check_iterable()
+        with _gc_paused():
+            _batch.read_ahead(self, take, delete=delete)
         if sum_cpus and self.percpu:
             vals = [sum_values(v) for v in vals]
         return keys, vals

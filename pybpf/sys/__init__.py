@@ -25,7 +25,7 @@ from .links import (
     iter_create, link_create, link_detach, link_update, raw_tracepoint_open, task_fd_query,
 )
 from .maps import (
-    map_create, map_delete_batch, map_delete_elem, map_freeze, map_get_next_key,
+    ElemBlock, map_create, map_delete_batch, map_delete_elem, map_freeze, map_get_next_key,
     map_lookup_and_delete_batch, map_lookup_and_delete_elem, map_lookup_batch, map_lookup_elem,
     map_update_batch, map_update_elem,
 )
@@ -49,7 +49,7 @@ __all__ = [
     # maps
     "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem", "map_get_next_key",
     "map_lookup_and_delete_elem", "map_freeze", "map_lookup_batch",
-    "map_lookup_and_delete_batch", "map_update_batch", "map_delete_batch",
+    "map_lookup_and_delete_batch", "map_update_batch", "map_delete_batch", "ElemBlock",
     # programs
     "prog_load", "prog_test_run", "prog_attach", "prog_detach", "prog_query", "prog_bind_map",
     "prog_stream_read", "PROG_LOAD_EAGAIN_RETRIES",

@@ -14,8 +14,9 @@ map's key size; ``value`` exactly its value size -- for per-CPU maps
 from __future__ import annotations
 
 import errno
+import struct as _struct
 from struct import error as _StructError
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..consts import Cmd
 from ._core import Buffer, Pins, attempt, bpf_call, bpf_fd, new, packer, retry, set_name, sizeof
@@ -27,7 +28,7 @@ from .fd import FD
 __all__ = [
     "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem", "map_get_next_key",
     "map_lookup_and_delete_elem", "map_freeze", "map_lookup_batch",
-    "map_lookup_and_delete_batch", "map_update_batch", "map_delete_batch",
+    "map_lookup_and_delete_batch", "map_update_batch", "map_delete_batch", "ElemBlock",
 ]
 
 _LOOKUP = int(Cmd.MAP_LOOKUP_ELEM)
@@ -355,3 +356,102 @@ def map_delete_batch(fd: int, keys: Buffer, count: int, *, elem_flags: int = 0, 
     """
     return _batch(Cmd.MAP_DELETE_BATCH, fd, None, None, keys, None, count, elem_flags, flags,
                   context, False)[0]
+
+
+# -- a prepared block for one map's element operations ----------------------------------------
+
+_ENOENT = errno.ENOENT
+_EINTR = errno.EINTR
+_FLAGS_OFF = ffi.offsetof("struct map_elem_attr", "flags")
+_set_flags = _struct.Struct("=Q").pack_into   # the flags field alone (a u64, at _FLAGS_OFF)
+
+
+class ElemBlock:
+    """Element operations on one map, with the attribute prepared once.
+
+    The single-element path of a map-reading program is one system call; what
+    Python adds around it is the cost.  An :class:`ElemBlock` owns one memory
+    block holding a ``bpf_attr`` whose ``map_fd``, ``key`` and ``value`` fields
+    already point at its own key area (:attr:`key`, exactly ``key_size`` bytes)
+    and value area (:attr:`value`, exactly ``value_bytes``).  A lookup is then:
+    write the key into :attr:`key`, call :meth:`lookup`, read :attr:`value` --
+    no attribute packing, no buffer borrowing, no allocation.
+
+    The areas are shared state: a caller owns the block for the whole
+    write-call-read sequence (:class:`pybpf.maps.Map` keeps it in a one-slot
+    free list and, when another thread holds it, uses the pooled functions
+    such as :func:`map_lookup_elem` instead).  The fd number is written into
+    the attribute, so the owner must stop using the block before closing the fd.
+
+    :meth:`lookup` and :meth:`delete` answer an absent key with ``False`` (no
+    exception on the common miss); other failures raise as the pooled functions do.
+    """
+
+    __slots__ = ("key", "value", "_mem", "_attr", "_uattr", "_dattr", "_view", "_flags", "_ctx")
+
+    def __init__(self, fd: int, key_size: int, value_bytes: int, *, context: str = "") -> None:
+        kcap = (max(key_size, 1) + 15) & ~15
+        # Three attributes (lookup; update, with the caller's flags; delete, whose value
+        # field must stay zero: the kernel checks that fields past ``key`` are) and the
+        # data areas, in one block.
+        self._mem = mem = ffi.new("char[]", 3 * _KEY_OFF + kcap + max(value_bytes, 1))
+        self._view = view = memoryview(ffi.buffer(mem))
+        base = int(ffi.cast(_UINTPTR, mem))
+        koff = 3 * _KEY_OFF
+        voff = koff + kcap
+        try:
+            _pack_elem(view, 0, fd, base + koff, base + voff, 0)
+            _pack_elem(view, _KEY_OFF, fd, base + koff, base + voff, 0)
+            _pack_elem(view, 2 * _KEY_OFF, fd, base + koff, 0, 0)
+        except _StructError:
+            raise _out_of_range(fd, 0) from None
+        self._attr = ffi.cast(_ELEM_PTR, mem)
+        self._uattr = ffi.cast(_ELEM_PTR, base + _KEY_OFF)
+        self._dattr = ffi.cast(_ELEM_PTR, base + 2 * _KEY_OFF)
+        self._flags = 0
+        #: the key area: write exactly ``key_size`` bytes here before a call
+        self.key = view[koff:koff + key_size]
+        #: the value area: the value after :meth:`lookup`, the input of :meth:`update`
+        self.value = view[voff:voff + value_bytes]
+        self._ctx = context
+
+    def lookup(self) -> bool:
+        """BPF_MAP_LOOKUP_ELEM of :attr:`key` into :attr:`value`; ``False`` when absent."""
+        r = active.bpf(_LOOKUP, self._attr, _ELEM_SIZE)
+        if r < 0:
+            return self._failed(_LOOKUP, self._attr, r)
+        return True
+
+    def update(self, flags: int = 0) -> None:
+        """BPF_MAP_UPDATE_ELEM of :attr:`key` to :attr:`value` with ``flags``."""
+        if flags != self._flags:
+            try:
+                _set_flags(self._view, _KEY_OFF + _FLAGS_OFF, flags)
+            except _StructError:
+                raise _out_of_range(-1, flags) from None
+            self._flags = flags
+        r = active.bpf(_UPDATE, self._uattr, _ELEM_SIZE)
+        if r < 0:
+            self._failed(_UPDATE, self._uattr, r, absent_ok=False)
+
+    def delete(self) -> bool:
+        """BPF_MAP_DELETE_ELEM of :attr:`key`; ``False`` when absent."""
+        r = active.bpf(_DELETE, self._dattr, _ELEM_SIZE)
+        if r < 0:
+            return self._failed(_DELETE, self._dattr, r)
+        return True
+
+    def _failed(self, cmd: int, attr: Any, r: int, absent_ok: bool = True) -> bool:
+        b = active
+        while r < 0:
+            err = b.errno(r)
+            if err == _ENOENT and absent_ok:
+                return False
+            if err != _EINTR:
+                raise bpf_error(cmd, err, self._ctx)
+            r = b.bpf(cmd, attr, _ELEM_SIZE)
+        return True
+
+    def absent(self, cmd: int = _LOOKUP) -> Exception:
+        """The :class:`~pybpf.errors.KeyNotFoundError` for a ``False`` answer (to raise)."""
+        return bpf_error(cmd, _ENOENT, self._ctx)

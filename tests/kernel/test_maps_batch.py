@@ -157,3 +157,58 @@ def test_lpm_trie(coll):
     assert lpm.get("10.2.0.1", None) is None
     with pytest.raises(pybpf.BPFError, match="prefix length"):
         lpm[(40, b"\x0a")] = 3
+
+
+def _big_typed_hash(n: int) -> Map:
+    from pybpf.btf import Spec
+    from pybpf.btf.marshal import marshal
+    from pybpf.btf.types import Int, IntEncoding, Member, Struct
+    btf = Spec.parse(marshal([Int("unsigned long long", 8, IntEncoding.NONE, 0, 64),
+                              Struct("val", 16, (Member("a", 1, 0), Member("b", 1, 64)))]))
+    return Map.create(MapSpec("big", MapType.HASH, 8, 16, n, btf=btf, key_type_id=1,
+                              value_type_id=2))
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Read-ahead chunks of 256 entries (the minimum), so a 20k-entry map takes ~80."""
+    import pybpf.maps.batch as batch
+    monkeypatch.setattr(batch, "_CHUNK_BYTES", 256 * 24)
+
+
+def test_read_ahead_dump_equals_per_key(small_chunks):
+    with _big_typed_hash(20000) as h:
+        want = _fill(h, 20000)
+        seen = []
+        import pybpf.maps.batch as batch
+        total = batch.read_ahead(h, lambda kb, vb, n: seen.append((bytes(kb), bytes(vb), n)))
+        assert total == 20000 and len(seen) > 40 and sum(n for *_, n in seen) == 20000
+        assert all(len(kb) == n * 8 and len(vb) == n * 16 for kb, vb, n in seen)
+        got = h.dump()
+        assert got == _per_key(h) and set(got) == set(want)
+        assert all(v == (want[k][0], want[k][1]) for k, v in got.items())
+        ks, vs = h.dump_lists()
+        assert dict(zip(ks, vs)) == got and len(ks) == 20000
+        assert not [t for t in __import__("threading").enumerate()
+                    if t.name.startswith("pybpf-read-")]
+
+
+def test_read_ahead_drain_and_consumer_error(small_chunks):
+    import threading
+    import pybpf.maps.batch as batch
+    with _big_typed_hash(20000) as h:
+        want = _fill(h, 20000)
+        calls = []
+
+        def boom(kb, vb, n):
+            calls.append(n)
+            if len(calls) == 3:
+                raise RuntimeError("consumer failed")
+
+        with pytest.raises(RuntimeError, match="consumer failed"):
+            batch.read_ahead(h, boom)
+        assert len(calls) == 3
+        assert not [t for t in threading.enumerate() if t.name.startswith("pybpf-read-")]
+        assert len(h) == 20000                       # a plain read removes nothing
+        drained = h.drain()
+        assert set(drained) == set(want) and len(h) == 0 and _per_key(h) == {}

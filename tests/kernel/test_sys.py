@@ -519,3 +519,46 @@ def test_eperm_becomes_permission_denied_with_hint() -> None:
     assert "CAP_BPF" in str(ei.value) and str(ei.value).startswith("map secrets: BPF_MAP_CREATE")
     with pytest.raises(TypeError):
         bsys.set_backend(object())  # type: ignore[arg-type]
+
+
+# -- the prepared element block ---------------------------------------------------------------
+
+def test_elem_block_operations_and_errors(hmap: int) -> None:
+    blk = bsys.ElemBlock(hmap, 4, 8, context="map blk")
+    assert len(blk.key) == 4 and len(blk.value) == 8
+    blk.key[:] = u32(5)
+    assert blk.lookup() is False                      # a miss is an answer, not an exception
+    blk.value[:] = u64(55)
+    blk.update(UpdateFlags.NOEXIST)
+    out = bytearray(8)
+    bsys.map_lookup_elem(hmap, u32(5), out)           # the kernel holds what the block wrote
+    assert out == u64(55)
+    with pytest.raises(KeyExistsError) as ei:
+        blk.update(UpdateFlags.NOEXIST)
+    assert str(ei.value).startswith("map blk: BPF_MAP_UPDATE_ELEM")
+    blk.value[:] = u64(0)
+    assert blk.lookup() is True and bytes(blk.value) == u64(55)
+    blk.value[:] = u64(56)
+    blk.update(UpdateFlags.EXIST)                     # flags are rewritten when they change
+    bsys.map_lookup_elem(hmap, u32(5), out)
+    assert out == u64(56)
+    assert blk.delete() is True and blk.delete() is False
+    assert isinstance(blk.absent(), KeyNotFoundError)
+    with pytest.raises(KeyNotFoundError):
+        blk.update(UpdateFlags.EXIST)
+
+
+def test_elem_block_retries_eintr(hmap: int) -> None:
+    blk = bsys.ElemBlock(hmap, 4, 8)
+    blk.key[:] = u32(9)
+    blk.value[:] = u64(99)
+    fake = Faulty([(Cmd.MAP_UPDATE_ELEM, errno.EINTR), (Cmd.MAP_LOOKUP_ELEM, errno.EINTR)])
+    with bsys.use_backend(fake):
+        blk.update()
+        assert blk.lookup() is True
+    assert fake.calls == [Cmd.MAP_UPDATE_ELEM] * 2 + [Cmd.MAP_LOOKUP_ELEM] * 2
+    assert bytes(blk.value) == u64(99)
+    with bsys.use_backend(Faulty([(Cmd.MAP_LOOKUP_ELEM, errno.ENOMEM)])):
+        with pytest.raises(SyscallError) as ei:
+            blk.lookup()
+    assert ei.value.errno == errno.ENOMEM
