@@ -148,28 +148,7 @@ def test_sched_runqueue_latency(start_collector, cgroup):
 
 def test_tcp_transitions_latency_resets(start_collector, cgroup):
     r = start_collector("tcp", **{"scope.cgroup": cgroup})
-
-    def work():
-        srv = socket.socket()
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(16)
-        for _ in range(10):
-            c = socket.create_connection(srv.getsockname())
-            a, _ = srv.accept()
-            c.close()
-            a.close()
-        closed = socket.socket()
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-        closed.close()
-        s = socket.socket()
-        try:
-            s.connect(("127.0.0.1", port))
-        except ConnectionRefusedError:
-            pass
-        s.close()
-        srv.close()
-    run_in_cgroup(cgroup, work)
+    run_in_cgroup(cgroup, _tcp_workload)
     m = r.metrics()
     t = m["tcp_state_transitions"].samples
     assert t[("SYN_SENT", "ESTABLISHED")] == 10
@@ -178,6 +157,137 @@ def test_tcp_transitions_latency_resets(start_collector, cgroup):
     assert m["tcp_connections_opened"].samples[("active",)] == 10
     assert m["tcp_connect_latency_seconds"].samples[()].count == 10
     assert m["tcp_resets_received"].samples[()] == 1
+
+
+def _tcp_workload() -> None:
+    """10 connections to a local listener, accepted and closed, then one connect to a
+    closed port (refused: one reset received)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    for _ in range(10):
+        c = socket.create_connection(srv.getsockname())
+        a, _ = srv.accept()
+        c.close()
+        a.close()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except ConnectionRefusedError:
+        pass
+    s.close()
+    srv.close()
+
+
+def test_tcp_pid_scope(start_collector):
+    """A pid scope follows the process's sockets: connect()ed, listened on, and accepted
+    from its listener (in softirq context); another process's connections do not count."""
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the scoped process: waits until the collector is attached
+        try:
+            os.close(go_w)
+            os.read(go_r, 1)
+            _tcp_workload()
+            os._exit(0)
+        except BaseException:
+            os._exit(99)
+    os.close(go_r)
+    try:
+        r = start_collector("tcp", **{"scope.pid": pid})
+        assert r.c.state == "up"
+        os.write(go_w, b"x")
+    finally:
+        os.close(go_w)
+        _, status = os.waitpid(pid, 0)
+    assert status == 0
+    _tcp_workload()                     # the test process itself: out of scope
+    m = r.metrics()
+    t = m["tcp_state_transitions"].samples
+    assert t[("SYN_SENT", "ESTABLISHED")] == 10
+    assert t[("SYN_RECV", "ESTABLISHED")] == 10       # accepted sockets, adopted by port
+    assert t[("CLOSE", "SYN_SENT")] == 11
+    assert t[("CLOSE", "LISTEN")] == 1 and t[("LISTEN", "CLOSE")] == 1
+    assert m["tcp_connections_opened"].samples[("passive",)] == 10
+    assert m["tcp_resets_received"].samples[()] == 1
+    assert len(r.c.coll.maps["scoped_listeners"].dump()) == 0   # forgotten at close
+
+
+_TCP_INFO = 11
+
+
+def _tcp_info(s: socket.socket) -> "tuple[int, int]":
+    """(unacked, total_retrans) of a connected socket, from struct tcp_info."""
+    import struct
+    raw = s.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 104)
+    return struct.unpack_from("I", raw, 24)[0], struct.unpack_from("I", raw, 100)[0]
+
+
+def test_tcp_retransmits_exact(start_collector, cgroup, veth):
+    """A peer whose replies are blackholed makes our socket retransmit (AGENT-NOTES
+    recipe); the collector counts exactly the retransmissions the socket's own
+    tcp_info.total_retrans reports."""
+    import struct
+    import threading
+    r = start_collector("tcp", **{"scope.cgroup": cgroup})
+    server = ("import socket\n"
+              f"l = socket.socket(); l.bind(('{veth['peer_ip']}', 0)); l.listen(1)\n"
+              "print(l.getsockname()[1], flush=True)\n"
+              "c, _ = l.accept()\n"
+              "while c.recv(65536): pass\n")
+    srv = subprocess.Popen(["ip", "netns", "exec", veth["ns"], "python3", "-c", server],
+                           stdout=subprocess.PIPE, text=True)
+    blackhole = ["ip", "-n", veth["ns"], "route", "{}", "blackhole", f"{veth['host_ip']}/32"]
+    to_parent_r, to_parent_w = os.pipe()
+    to_child_r, to_child_w = os.pipe()
+    try:
+        port = int(srv.stdout.readline())
+
+        def work() -> None:
+            def wait_acked(s: socket.socket, timeout: float) -> None:
+                end = time.monotonic() + timeout
+                while _tcp_info(s)[0]:
+                    if time.monotonic() > end:
+                        raise TimeoutError("data never acknowledged")
+                    time.sleep(0.01)
+            s = socket.create_connection((veth["peer_ip"], port), timeout=5)
+            s.sendall(b"a" * 100)
+            wait_acked(s, 5)
+            os.write(to_parent_w, b"B")         # ask for the blackhole
+            os.read(to_child_r, 1)
+            s.sendall(b"b" * 100)               # unacknowledged: retransmitted on timeouts
+            time.sleep(1.0)
+            os.write(to_parent_w, b"L")         # ask to lift it
+            os.read(to_child_r, 1)
+            wait_acked(s, 10)                   # the next retransmission gets through
+            os.write(to_parent_w, struct.pack("I", _tcp_info(s)[1]))
+            s.close()
+
+        def parent_side() -> None:
+            for step in (b"B", b"L"):
+                assert os.read(to_parent_r, 1) == step
+                cmd = [a.format("add" if step == b"B" else "del") for a in blackhole]
+                subprocess.run(cmd, check=True, capture_output=True)
+                os.write(to_child_w, b"k")
+
+        helper = threading.Thread(target=parent_side)
+        helper.start()
+        assert run_in_cgroup(cgroup, work) == 0
+        helper.join()
+        total = struct.unpack("I", os.read(to_parent_r, 4))[0]
+        srv.wait(timeout=10)
+    finally:
+        srv.kill()
+        srv.wait()
+        subprocess.run([a.format("del") for a in blackhole], capture_output=True)
+        for fd in (to_parent_r, to_parent_w, to_child_r, to_child_w):
+            os.close(fd)
+    assert total >= 1
+    assert r.value("tcp_retransmits") == total
 
 
 def test_drops_by_reason(start_collector, cgroup):

@@ -1,8 +1,12 @@
 """tcp: state transitions, connect latency, retransmits, resets (programs/tcp.bpf.c).
 
-Scope: the socket's cgroup (``sk_cgrp_data``; accepted sockets inherit their
-listener's), since most TCP events run in softirq context.  A pid scope does
-not apply to this collector.
+Scope is decided per socket, since most TCP events run in softirq context where
+the current task is unrelated: a cgroup scope matches the socket's cgroup
+(``sk_cgrp_data``; accepted sockets inherit their listener's); a pid scope
+matches the sockets the process connect()s or listen()s on and those accepted
+from its listeners (tracked in the ``scoped_socks`` map, sized by
+``performance.max_tracked``).  Sockets opened before the agent started are not
+in a pid scope.
 """
 
 from __future__ import annotations
@@ -47,8 +51,9 @@ class TCPCollector(Collector):
 
     def configure(self, spec: Any, variant: Variant) -> None:
         super().configure(spec, variant)
-        self.set_var(spec, "scope_tgid", 0)   # softirq context: only the socket cgroup scope applies
-        self.size_map(spec, "connect_start", self.env.cfg["performance"]["max_tracked"])
+        tracked = self.env.cfg["performance"]["max_tracked"]
+        self.size_map(spec, "connect_start", tracked)
+        self.size_map(spec, "scoped_socks", tracked)
 
     def read(self, coll: Any) -> List[Metric]:
         v = read_percpu_array(coll.maps["tcp_counts"])
