@@ -28,8 +28,11 @@ def attach_tracepoint(prog: Any, category: str, name: str, *, cookie: int = 0) -
     (falling back to PERF_EVENT_IOC_SET_BPF on kernels without perf links, < 5.15)."""
     from ..consts import AttachType, PerfType
     tp_id = tracepoint_id(category, name)
-    pfd = _sys.perf_event_open(PerfType.TRACEPOINT, tp_id, pid=-1, cpu=0, sample_period=1,
-                               wakeup_events=1, context=f"tracepoint {category}/{name}")
+    # One event (CPU 0, every task) is enough: the program joins the tracepoint's own
+    # program array, which runs on every CPU.  No sampling (period 0), as libbpf: a program
+    # returning non-zero then costs a count, not a perf sample nobody reads.
+    pfd = _sys.perf_event_open(PerfType.TRACEPOINT, tp_id, pid=-1, cpu=0, sample_period=0,
+                               wakeup_events=0, context=f"tracepoint {category}/{name}")
     target = f"{category}/{name}"
     try:
         try:
