@@ -16,6 +16,7 @@ special map kinds have their own verbs: queue/stack/bloom filter ``push`` /
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import ipaddress
 import os
@@ -135,14 +136,15 @@ class Map:
             self.value_codec = _u32_codec()      # lookups return inner map / program ids
         if self.type in _FD_VALUED and key_size == 4 and isinstance(self.key_codec, BytesCodec):
             self.key_codec = _u32_codec()        # fd arrays are indexed by u32
-        self._kbuf = bytearray(max(key_size, 1))
         self._ctx = f"map {name}"
         # The single-element hot path: a prepared attribute and key/value areas (see
         # pybpf.sys.ElemBlock), an integer key packer and the value decoder, chosen once.
         self._elem = _sys.ElemBlock(fd.fileno(), key_size, self.value_bytes, context=self._ctx)
-        free = [self._elem]          # one slot: empty while a call (in any thread) holds it
-        self._etake = free.pop       # IndexError when busy -> the pooled pybpf.sys functions
-        self._egive = free.append
+        # A one-slot free list: dict.pop(0, None) is atomic and answers None while a call
+        # (in any thread) holds the block; that call then uses the pooled pybpf.sys functions.
+        free = {0: self._elem}
+        self._etake = functools.partial(free.pop, 0, None)
+        self._egive = functools.partial(free.__setitem__, 0)
         self._kint = self.key_codec.int_pack_into() if key_size else None
         self._vdecode = self.value_codec.decode if not self.percpu else self._decode_value
         self._batch_ok: Dict[int, bool] = {}      # batch command -> works on this map (once tried)
@@ -286,21 +288,12 @@ class Map:
         """Take the element block for good, so no call can use the fd number once it is
         closed; waits (briefly) for a call in flight in another thread."""
         deadline = time.monotonic() + 1.0
-        while True:
-            try:
-                self._etake()
-                return
-            except IndexError:
-                if time.monotonic() > deadline:   # held by an interrupted frame of ours
-                    return
-                time.sleep(0.0005)
+        while self._etake() is None and time.monotonic() < deadline:
+            time.sleep(0.0005)    # (past the deadline: held by an interrupted frame of ours)
 
     def lookup_raw(self, key: Any) -> bytes:
         """The value bytes for ``key`` (bytes; all CPUs' slots for per-CPU maps)."""
-        try:
-            h = self._etake()
-        except IndexError:
-            h = None
+        h = self._etake()
         if h is not None:
             try:
                 t = type(key)
@@ -331,10 +324,7 @@ class Map:
                              f"{type(value).__name__}") from None
         if len(v) != self.value_bytes:
             raise CodecError(f"{self._ctx}: value must be {self.value_bytes} bytes, got {len(v)}")
-        try:
-            h = self._etake()
-        except IndexError:
-            h = None
+        h = self._etake()
         if h is not None:
             try:
                 h.key[:] = self._raw_key(key)
@@ -350,10 +340,7 @@ class Map:
         self._delete(self._raw_key(key))
 
     def _delete(self, key: Any) -> None:
-        try:
-            h = self._etake()
-        except IndexError:
-            h = None
+        h = self._etake()
         if h is not None:
             try:
                 self._put_key(h.key, key)
@@ -366,11 +353,12 @@ class Map:
 
     def next_key_raw(self, key: Optional[Any]) -> Optional[bytes]:
         """The key after ``key`` (the first key for ``None``), or ``None`` at the end."""
+        out = bytearray(max(self.key_size, 1))    # per call: safe across threads
         try:
-            _sys.map_get_next_key(self._fd.fileno(), key, self._kbuf, context=self._ctx)
+            _sys.map_get_next_key(self._fd.fileno(), key, out, context=self._ctx)
         except KeyNotFoundError:
             return None
-        return bytes(self._kbuf)
+        return bytes(out)
 
     def lookup_and_delete_raw(self, key: Any) -> bytes:
         """Atomically read and remove ``key`` (BPF_MAP_LOOKUP_AND_DELETE_ELEM)."""
@@ -435,10 +423,7 @@ class Map:
     def lookup(self, key: Any, default: Any = KeyError) -> Any:
         """The decoded value for ``key`` (a list with one value per CPU for per-CPU maps);
         ``default`` when absent if given, else :class:`~pybpf.KeyNotFoundError`."""
-        try:
-            h = self._etake()
-        except IndexError:
-            h = None
+        h = self._etake()
         if h is not None:
             try:
                 kint = self._kint
@@ -478,10 +463,7 @@ class Map:
         if len(raw) != self.value_bytes:
             raise CodecError(f"{self._ctx}: value {value!r} encodes to {len(raw)} bytes, "
                              f"the map's values are {self.value_bytes}")
-        try:
-            h = self._etake()
-        except IndexError:
-            h = None
+        h = self._etake()
         if h is not None:
             try:
                 self._put_key(h.key, key)
@@ -517,10 +499,7 @@ class Map:
     def __contains__(self, key: Any) -> bool:
         if self.type == MapType.BLOOM_FILTER:
             return _keyless.bloom_contains(self, key)
-        try:
-            h = self._etake()
-        except IndexError:
-            h = None
+        h = self._etake()
         if h is not None:
             try:
                 self._put_key(h.key, key)

@@ -142,31 +142,43 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
 
 # -- elements (hot path) --------------------------------------------------------------------
 
+def _elem_call(cmd: int, fd: int, key: Optional[Buffer], klen: int, vin: Optional[Buffer],
+               vout: Optional[bytearray], vlen: int, flags: int, context: str) -> None:
+    """One element command on a pooled scratch: copy ``key`` (``None``: a null key pointer)
+    and ``vin`` in, call, copy ``vlen`` bytes of the value area out into ``vout``.
+    ``vlen == 0`` passes a null value pointer (the kernel wants one for deletes)."""
+    s = _borrow()
+    try:
+        if klen > s.kcap or vlen > s.vcap:
+            s = s.fit(klen, vlen)
+        view = s.view
+        kaddr = 0
+        if key is not None:
+            ko = s.koff
+            view[ko:ko + klen] = key
+            kaddr = s.kaddr
+        vo = s.voff
+        if vin is not None:
+            view[vo:vo + vlen] = vin
+        _pack_elem(view, 0, fd, kaddr, s.vaddr if vlen else 0, flags)
+        r = active.bpf(cmd, s.attr, _ELEM_SIZE)
+        if r < 0:
+            retry(cmd, s.attr, _ELEM_SIZE, r, context)
+        if vout is not None:
+            vout[:] = view[vo:vo + vlen]
+    except _StructError:
+        raise _out_of_range(fd, flags) from None
+    finally:
+        _give_back(s)
+
+
 def map_lookup_elem(fd: int, key: Buffer, value: bytearray, flags: int = 0, *,
                     context: str = "") -> None:
     """BPF_MAP_LOOKUP_ELEM: copy the value of ``key`` into the writable buffer ``value``.
 
     Raises :class:`~pybpf.errors.KeyNotFoundError` when the key is absent.
     """
-    klen = len(key)
-    vlen = len(value)
-    s = _borrow()
-    try:
-        if klen > s.kcap or vlen > s.vcap:
-            s = s.fit(klen, vlen)
-        view = s.view
-        ko = s.koff
-        view[ko:ko + klen] = key
-        _pack_elem(view, 0, fd, s.kaddr, s.vaddr, flags)
-        r = active.bpf(_LOOKUP, s.attr, _ELEM_SIZE)
-        if r < 0:
-            retry(_LOOKUP, s.attr, _ELEM_SIZE, r, context)
-        vo = s.voff
-        value[:] = view[vo:vo + vlen]
-    except _StructError:
-        raise _out_of_range(fd, flags) from None
-    finally:
-        _give_back(s)
+    _elem_call(_LOOKUP, fd, key, len(key), None, value, len(value), flags, context)
 
 
 def map_update_elem(fd: int, key: Buffer, value: Buffer, flags: int = 0, *,
@@ -176,45 +188,12 @@ def map_update_elem(fd: int, key: Buffer, value: Buffer, flags: int = 0, *,
     Raises :class:`~pybpf.errors.KeyExistsError` for ``NOEXIST`` on a present key and
     :class:`~pybpf.errors.KeyNotFoundError` for ``EXIST`` on an absent one.
     """
-    klen = len(key)
-    vlen = len(value)
-    s = _borrow()
-    try:
-        if klen > s.kcap or vlen > s.vcap:
-            s = s.fit(klen, vlen)
-        view = s.view
-        ko = s.koff
-        vo = s.voff
-        view[ko:ko + klen] = key
-        view[vo:vo + vlen] = value
-        _pack_elem(view, 0, fd, s.kaddr, s.vaddr, flags)
-        r = active.bpf(_UPDATE, s.attr, _ELEM_SIZE)
-        if r < 0:
-            retry(_UPDATE, s.attr, _ELEM_SIZE, r, context)
-    except _StructError:
-        raise _out_of_range(fd, flags) from None
-    finally:
-        _give_back(s)
+    _elem_call(_UPDATE, fd, key, len(key), value, None, len(value), flags, context)
 
 
 def map_delete_elem(fd: int, key: Buffer, flags: int = 0, *, context: str = "") -> None:
     """BPF_MAP_DELETE_ELEM; :class:`~pybpf.errors.KeyNotFoundError` when the key is absent."""
-    klen = len(key)
-    s = _borrow()
-    try:
-        if klen > s.kcap:
-            s = s.fit(klen, 0)
-        view = s.view
-        ko = s.koff
-        view[ko:ko + klen] = key
-        _pack_elem(view, 0, fd, s.kaddr, 0, flags)
-        r = active.bpf(_DELETE, s.attr, _ELEM_SIZE)
-        if r < 0:
-            retry(_DELETE, s.attr, _ELEM_SIZE, r, context)
-    except _StructError:
-        raise _out_of_range(fd, flags) from None
-    finally:
-        _give_back(s)
+    _elem_call(_DELETE, fd, key, len(key), None, None, 0, flags, context)
 
 
 def map_get_next_key(fd: int, key: Optional[Buffer], next_key: bytearray, *,
@@ -222,27 +201,7 @@ def map_get_next_key(fd: int, key: Optional[Buffer], next_key: bytearray, *,
     """BPF_MAP_GET_NEXT_KEY: write the key after ``key`` (the first key for ``None``) into
     ``next_key``.  Raises :class:`~pybpf.errors.KeyNotFoundError` after the last key."""
     klen = len(next_key)
-    s = _borrow()
-    try:
-        if klen > s.kcap or klen > s.vcap:
-            s = s.fit(klen, klen)
-        view = s.view
-        if key is None:
-            kaddr = 0
-        else:
-            ko = s.koff
-            view[ko:ko + klen] = key
-            kaddr = s.kaddr
-        _pack_elem(view, 0, fd, kaddr, s.vaddr, 0)
-        r = active.bpf(_NEXT_KEY, s.attr, _ELEM_SIZE)
-        if r < 0:
-            retry(_NEXT_KEY, s.attr, _ELEM_SIZE, r, context)
-        vo = s.voff
-        next_key[:] = view[vo:vo + klen]
-    except _StructError:
-        raise _out_of_range(fd, 0) from None
-    finally:
-        _give_back(s)
+    _elem_call(_NEXT_KEY, fd, key, klen, None, next_key, klen, 0, context)
 
 
 def map_lookup_and_delete_elem(fd: int, key: Optional[Buffer], value: bytearray,
@@ -251,29 +210,8 @@ def map_lookup_and_delete_elem(fd: int, key: Optional[Buffer], value: bytearray,
 
     For queue and stack maps ``key`` is ``None`` (pop the next element).
     """
-    vlen = len(value)
-    klen = 0 if key is None else len(key)
-    s = _borrow()
-    try:
-        if klen > s.kcap or vlen > s.vcap:
-            s = s.fit(klen, vlen)
-        view = s.view
-        if key is None:
-            kaddr = 0
-        else:
-            ko = s.koff
-            view[ko:ko + klen] = key
-            kaddr = s.kaddr
-        _pack_elem(view, 0, fd, kaddr, s.vaddr, flags)
-        r = active.bpf(_LOOKUP_DELETE, s.attr, _ELEM_SIZE)
-        if r < 0:
-            retry(_LOOKUP_DELETE, s.attr, _ELEM_SIZE, r, context)
-        vo = s.voff
-        value[:] = view[vo:vo + vlen]
-    except _StructError:
-        raise _out_of_range(fd, flags) from None
-    finally:
-        _give_back(s)
+    _elem_call(_LOOKUP_DELETE, fd, key, 0 if key is None else len(key), None, value,
+               len(value), flags, context)
 
 
 def map_freeze(fd: int, *, context: str = "") -> None:
