@@ -93,6 +93,16 @@ class Codec:
         """The value of ``size`` zero bytes (what a C ``= {}`` initialiser gives)."""
         return self.decode(bytes(self.size))
 
+    def exact_decoder(self) -> Tuple[Callable[[Any], Any], Optional[Callable[[Any], Any]]]:
+        """``(read, make)`` such that ``decode(buf)`` equals ``make(read(buf))`` (or
+        ``read(buf)`` when ``make`` is ``None``) for a buffer of exactly ``size`` bytes.
+
+        For flat layouts both are C-level callables (``Struct.unpack`` and a tuple
+        constructor), so a caller that inlines them decodes a map value without a
+        Python frame: the single-element lookup path uses it.
+        """
+        return self.decode, None
+
     def int_pack_into(self) -> Optional[Callable[[Any, int, int], None]]:
         """For codecs of plain integers: a ``pack_into(buf, offset, value)`` that encodes an
         ``int`` with no normalisation (``struct.error`` when it does not fit, so the caller
@@ -127,6 +137,9 @@ class BytesCodec(Codec):
             return [raw[i:i + n] for i in range(0, count * n, n)]
         return [bytes(mv[offset + i * stride:offset + i * stride + n]) for i in range(count)]
 
+    def exact_decoder(self) -> Tuple[Callable[[Any], Any], Optional[Callable[[Any], Any]]]:
+        return bytes, None
+
     def int_pack_into(self) -> Optional[Callable[[Any, int, int], None]]:
         code = {1: "B", 2: "H", 4: "I", 8: "Q"}.get(self.size)   # unsigned; encode() takes
         return struct.Struct("<" + code).pack_into if code else None   # negatives too
@@ -147,6 +160,7 @@ class BytesCodec(Codec):
 
 
 _tn_new = tuple.__new__
+_first = operator.itemgetter(0)
 _VALUE_KINDS = frozenset({Kind.INT, Kind.PTR, Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.ENUM,
                           Kind.ENUM64, Kind.FLOAT, Kind.VAR, Kind.DATASEC})
 
@@ -220,6 +234,13 @@ class _CompiledCodec(Codec):
         self._normalize = cache.normalizer(tid)
         self._strides: Dict[int, struct.Struct] = {self.size: c.st}
         self._columns = _column_plan(fmt) if flat_record is not None else None
+
+    def exact_decoder(self) -> Tuple[Callable[[Any], Any], Optional[Callable[[Any], Any]]]:
+        if self._scalar:
+            return self.struct.unpack, _first
+        if self._flat is not None:
+            return self.struct.unpack, partial(_tn_new, self._flat)
+        return self.decode, None
 
     def int_pack_into(self) -> Optional[Callable[[Any, int, int], None]]:
         if self._scalar and self._fast == self.struct.pack and self._cast is not None \

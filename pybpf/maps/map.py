@@ -146,7 +146,16 @@ class Map:
         self._etake = functools.partial(free.pop, 0, None)
         self._egive = functools.partial(free.__setitem__, 0)
         self._kint = self.key_codec.int_pack_into() if key_size else None
-        self._vdecode = self.value_codec.decode if not self.percpu else self._decode_value
+        if self.percpu:   # (a partial, not a bound method: no reference cycle through self)
+            self._vdecode = functools.partial(self.value_codec.decode_many, count=self.ncpu,
+                                              stride=self.value_stride)
+            read, make = self._vdecode, None
+        else:
+            self._vdecode = self.value_codec.decode
+            read, make = self.value_codec.exact_decoder()
+        # Everything lookup() needs, fetched with one attribute load and inlined there.
+        self._hot = (free, free.pop, self._kint, self._elem.key, self._elem.value,
+                     self._elem.lookup, read, make)
         self._batch_ok: Dict[int, bool] = {}      # batch command -> works on this map (once tried)
         self._memory: Any = None
 
@@ -293,17 +302,18 @@ class Map:
 
     def lookup_raw(self, key: Any) -> bytes:
         """The value bytes for ``key`` (bytes; all CPUs' slots for per-CPU maps)."""
-        h = self._etake()
+        free, pop, _, kbuf, vbuf, call, _, _ = self._hot
+        h = pop(0, None)
         if h is not None:
             try:
                 t = type(key)
-                h.key[:] = key if (t is bytes or t is bytearray) and len(key) == self.key_size \
+                kbuf[:] = key if (t is bytes or t is bytearray) and len(key) == self.key_size \
                     else self._raw_key(key)
-                if h.lookup():
-                    return h.value.tobytes()
+                if call():
+                    return vbuf.tobytes()
                 raise h.absent()
             finally:
-                self._egive(h)
+                free[0] = h
         out = bytearray(max(self.value_bytes, 1))
         _sys.map_lookup_elem(self._fd.fileno(), self._raw_key(key), out, context=self._ctx)
         return bytes(out)
@@ -423,24 +433,30 @@ class Map:
     def lookup(self, key: Any, default: Any = KeyError) -> Any:
         """The decoded value for ``key`` (a list with one value per CPU for per-CPU maps);
         ``default`` when absent if given, else :class:`~pybpf.KeyNotFoundError`."""
-        h = self._etake()
-        if h is not None:
-            try:
-                kint = self._kint
-                if kint is not None and type(key) is int:   # _put_key's first case, inlined
-                    try:
-                        kint(h.key, 0, key)
-                    except _StructError:
-                        self._put_key(h.key, key)
-                else:
-                    self._put_key(h.key, key)
-                if h.lookup():
-                    return self._vdecode(h.value)
-                if default is KeyError:
-                    raise h.absent()
-                return default
-            finally:
-                self._egive(h)
+        # The hot path of every map-reading tool: one attribute load, then only C-level
+        # calls (take the element block, pack the key, the system call, unpack, build the
+        # record) around one Python frame for the call (pybpf.sys.ElemBlock.lookup).
+        free, pop, kint, kbuf, vbuf, call, read, make = self._hot
+        h = pop(0, None)
+        if h is None:        # closed, or another thread holds the block: the pooled path
+            return self._lookup_pooled(key, default)
+        try:
+            if kint is not None and type(key) is int:
+                try:
+                    kint(kbuf, 0, key)
+                except _StructError:
+                    self._put_key(kbuf, key)
+            else:
+                self._put_key(kbuf, key)
+            if call():
+                return read(vbuf) if make is None else make(read(vbuf))
+            if default is KeyError:
+                raise h.absent()
+            return default
+        finally:
+            free[0] = h
+
+    def _lookup_pooled(self, key: Any, default: Any) -> Any:
         out = bytearray(max(self.value_bytes, 1))
         try:
             _sys.map_lookup_elem(self._fd.fileno(), self.key_bytes(key), out, context=self._ctx)

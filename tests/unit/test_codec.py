@@ -265,3 +265,17 @@ def test_decode_many_column_path_equals_row_by_row(bo):
     flagged = codec_for(spec, 9)          # bools keep the row path (any non-zero byte is True)
     fb = struct.pack(bo + "B3xI", 2, 9) * 3
     assert flagged.decode_many(fb) == [(True, 9)] * 3
+
+
+@pytest.mark.parametrize("tid", [1, 3, 5, 6, 10, 14])
+def test_exact_decoder_equals_decode(spec, tid):
+    """exact_decoder() (what Map.lookup inlines) decodes as decode() does, for scalars,
+    flat records, enums, nested/bitfield records and unions."""
+    c = codec_for(spec, tid)
+    raw = (_rec_bytes() * 2)[:c.size]
+    read, make = c.exact_decoder()
+    got = read(memoryview(raw)) if make is None else make(read(memoryview(raw)))
+    assert got == c.decode(raw) and type(got) is type(c.decode(raw))
+    b = BytesCodec(6)
+    read, make = b.exact_decoder()
+    assert make is None and read(memoryview(b"abcdef")) == b"abcdef"
