@@ -154,21 +154,12 @@ def _fallback_lookup(m: "Map", cursor: BatchCursor, kmv: memoryview, vmv: memory
     ks, vs = m.key_size, m.value_bytes
     n = 0
     if not delete:
-        k = cursor.last_key
-        while n < count:
-            nk = m.next_key_raw(k)
-            if nk is None:
-                cursor.done = True
-                break
-            k = nk
-            try:
-                m.lookup_into(nk, vmv[n * vs:(n + 1) * vs])
-            except KeyNotFoundError:
-                continue    # deleted meanwhile
-            kmv[n * ks:(n + 1) * ks] = nk
-            n += 1
-        cursor.last_key = k
+        n, last, done = _sys.map_walk_lookup(m.fd, cursor.last_key, kmv, vmv, count, ks, vs,
+                                             context=f"map {m.name}")
+        cursor.last_key = last
         cursor.started = True
+        if done:
+            cursor.done = True
         return n
     # Draining: find the next key before deleting the current one (a hash map's next_key of
     # a missing key restarts from the first bucket).

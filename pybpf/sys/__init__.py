@@ -27,7 +27,7 @@ from .links import (
 from .maps import (
     ElemBlock, map_create, map_delete_batch, map_delete_elem, map_freeze, map_get_next_key,
     map_lookup_and_delete_batch, map_lookup_and_delete_elem, map_lookup_batch, map_lookup_elem,
-    map_update_batch, map_update_elem,
+    map_update_batch, map_update_elem, map_walk_lookup,
 )
 from .objects import (
     btf_get_fd_by_id, btf_get_next_id, btf_info, btf_load, enable_stats, link_get_fd_by_id,
@@ -50,6 +50,7 @@ __all__ = [
     "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem", "map_get_next_key",
     "map_lookup_and_delete_elem", "map_freeze", "map_lookup_batch",
     "map_lookup_and_delete_batch", "map_update_batch", "map_delete_batch", "ElemBlock",
+    "map_walk_lookup",
     # programs
     "prog_load", "prog_test_run", "prog_attach", "prog_detach", "prog_query", "prog_bind_map",
     "prog_stream_read", "PROG_LOAD_EAGAIN_RETRIES",

@@ -29,6 +29,7 @@ __all__ = [
     "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem", "map_get_next_key",
     "map_lookup_and_delete_elem", "map_freeze", "map_lookup_batch",
     "map_lookup_and_delete_batch", "map_update_batch", "map_delete_batch", "ElemBlock",
+    "map_walk_lookup",
 ]
 
 _LOOKUP = int(Cmd.MAP_LOOKUP_ELEM)
@@ -212,6 +213,68 @@ def map_lookup_and_delete_elem(fd: int, key: Optional[Buffer], value: bytearray,
     """
     _elem_call(_LOOKUP_DELETE, fd, key, 0 if key is None else len(key), None, value,
                len(value), flags, context)
+
+
+def map_walk_lookup(fd: int, prev: Optional[bytes], keys: Any, values: Any, count: int,
+                    key_size: int, value_size: int, *,
+                    context: str = "") -> Tuple[int, Optional[bytes], bool]:
+    """Walk a map with BPF_MAP_GET_NEXT_KEY + BPF_MAP_LOOKUP_ELEM from the key after
+    ``prev`` (``None``: from the first key), writing up to ``count`` entries straight into
+    the writable buffers ``keys`` (``key_size`` each) and ``values`` (``value_size`` each).
+
+    The path of kernels and map types without batch commands.  Both attributes point
+    into the caller's buffers (the next key is written where the lookup reads it, the
+    value where the caller wants it), so a key costs two system calls and two attribute
+    packs: no copies, no allocation.  A key deleted between the two calls is skipped.
+    Returns ``(n, last_key, done)``: entries written, the key to resume after (``None``
+    if none was seen) and whether the walk reached the end.
+    """
+    if count <= 0:
+        return 0, prev, False
+    kref = ffi.from_buffer(keys, require_writable=True)
+    vref = ffi.from_buffer(values, require_writable=True)
+    if len(kref) < count * key_size or len(vref) < count * value_size:
+        raise ValueError(f"{context}: buffers too small for {count} entries")
+    kbase = int(ffi.cast(_UINTPTR, kref))
+    vbase = int(ffi.cast(_UINTPTR, vref))
+    mem = ffi.new("char[]", 2 * _KEY_OFF + max(key_size, 1))
+    view = memoryview(ffi.buffer(mem))
+    base = int(ffi.cast(_UINTPTR, mem))
+    nattr, lattr = ffi.cast(_ELEM_PTR, base), ffi.cast(_ELEM_PTR, base + _KEY_OFF)
+    paddr = 0
+    if prev is not None:
+        view[2 * _KEY_OFF:2 * _KEY_OFF + key_size] = prev
+        paddr = base + 2 * _KEY_OFF
+    b, pack = active, _pack_elem
+    n = 0
+    done = False
+    try:
+        while n < count:
+            kaddr = kbase + n * key_size
+            pack(view, 0, fd, paddr, kaddr, 0)
+            r = b.bpf(_NEXT_KEY, nattr, _ELEM_SIZE)
+            if r < 0:
+                err = b.errno(r)
+                if err == _ENOENT:
+                    done = True
+                    break
+                retry(_NEXT_KEY, nattr, _ELEM_SIZE, r, context)
+            paddr = kaddr            # the next key is looked up after this one either way
+            pack(view, _KEY_OFF, fd, kaddr, vbase + n * value_size, 0)
+            r = b.bpf(_LOOKUP, lattr, _ELEM_SIZE)
+            if r < 0:
+                err = b.errno(r)
+                if err == _ENOENT:
+                    continue         # deleted meanwhile: its slot is reused
+                retry(_LOOKUP, lattr, _ELEM_SIZE, r, context)
+            n += 1
+        last = bytes(ffi.buffer(ffi.cast("char *", paddr), key_size)) if paddr else None
+    except _StructError:
+        raise _out_of_range(fd, 0) from None
+    finally:
+        ffi.release(kref)
+        ffi.release(vref)
+    return n, last, done
 
 
 def map_freeze(fd: int, *, context: str = "") -> None:

@@ -114,6 +114,31 @@ def test_fallback_matches_batch(coll):
     assert len(h.drain()) == 1401 and len(h) == 0
 
 
+def test_walk_lookup_writes_into_the_callers_buffers_and_resumes(coll):
+    """pybpf.sys.map_walk_lookup (the fallback's engine): next key and value land in the
+    caller's buffers, a walk resumes after the key it returns, the end is reported, and
+    per-CPU values come whole (every CPU's slot)."""
+    from pybpf import sys as bsys
+    h = coll.maps["hmap"]
+    want = _fill(h, 50)
+    kb, vb = bytearray(8 * 7), bytearray(16 * 7)
+    got, last, done, calls = {}, None, False, 0
+    while not done:
+        n, last, done = bsys.map_walk_lookup(h.fd, last, kb, vb, 7, 8, 16, context="map hmap")
+        calls += 1
+        got.update(zip(h.key_codec.decode_many(kb, n), h.value_codec.decode_many(vb, n)))
+    assert got == want and calls == 8          # 7 full walks + one that finds 1 and the end
+    assert bsys.map_walk_lookup(h.fd, None, kb, vb, 0, 8, 16) == (0, None, False)
+    with pytest.raises(ValueError, match="too small"):
+        bsys.map_walk_lookup(h.fd, None, kb, vb, 8, 8, 16)
+    pc = coll.maps["pchash"]
+    pc.update(3, [i + 1 for i in range(pc.ncpu)])
+    kb, vb = bytearray(pc.key_size * 4), bytearray(pc.value_bytes * 4)
+    n, last, done = bsys.map_walk_lookup(pc.fd, None, kb, vb, 4, pc.key_size, pc.value_bytes)
+    assert (n, done) == (1, True) and last == kb[:pc.key_size]
+    assert pc._decode_value(vb[:pc.value_bytes]) == pc[3]
+
+
 def test_map_without_batch_support_falls_back_once():
     """Stack trace maps have no batch commands: detected once (ENOTSUPP), then per key."""
     with Map.create(MapSpec("nobatch", MapType.DEVMAP_HASH, 4, 4, 8)) as m:
