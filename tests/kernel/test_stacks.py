@@ -139,7 +139,7 @@ def test_user_and_kernel_stacks_symbolise(bpf_objects, targets, variant):
         assert all(f.module == str(exe) for f in user[:4])
         assert user[0].build_id == read_build_id(exe)
         # libc called main (frames past main depend on libc's unwind info: not checked)
-        kernel = stacks.kernel(sample.kernel_id)
+        kernel = StackTraces(coll.maps["kstacks"], sym).kernel(sample.kernel_id)
         names = [f.symbol for f in kernel]
         # innermost first: the BPF program itself (kallsyms lists it in [bpf]), the
         # tracepoint, the system call entry

@@ -15,6 +15,15 @@ struct {
 	__uint(value_size, MAX_DEPTH * sizeof(__u64));
 } stacks SEC(".maps");
 
+/* Kernel stacks in a map of their own: in one map, a kernel stack whose hash falls in
+ * the user stack's bucket fails with -EEXIST (1 run in 64 with 64 buckets). */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 64);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, MAX_DEPTH * sizeof(__u64));
+} kstacks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, 64);
@@ -56,7 +65,7 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	if (!s)
 		return 0;
 	s->user_id = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
-	s->kernel_id = bpf_get_stackid(ctx, &stacks, 0);
+	s->kernel_id = bpf_get_stackid(ctx, &kstacks, 0);
 	s->build_id_id = bpf_get_stackid(ctx, &bid_stacks, BPF_F_USER_STACK);
 	s->pid = pid_tgid >> 32;
 	s->tid = (__u32)pid_tgid;
