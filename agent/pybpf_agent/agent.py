@@ -18,7 +18,6 @@ Life cycle (``run``):
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import signal
 import threading
@@ -319,6 +318,7 @@ class Agent:
             self.server = None
         running = [c for c in self.collectors.values() if c.running]
         if running:
+            import concurrent.futures     # (not at import: start-up time)
             with concurrent.futures.ThreadPoolExecutor(max_workers=len(running)) as ex:
                 for f in [ex.submit(c.stop) for c in running]:
                     try:

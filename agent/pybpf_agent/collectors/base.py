@@ -20,12 +20,10 @@ Only pybpf's public API is used: ``pybpf.load_collection_spec``,
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 import threading
 import time
-from importlib import resources
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pybpf
@@ -92,6 +90,10 @@ def object_path(name: str) -> str:
     override = os.environ.get("PYBPF_AGENT_BPF_DIR")
     if override:
         return os.path.join(override, name)
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bpf", name)
+    if os.path.exists(here):      # the usual case, and no importlib.resources at start-up
+        return here
+    from importlib import resources   # a zipped install
     return str(resources.files("pybpf_agent") / "bpf" / name)
 
 
@@ -116,6 +118,7 @@ def _close_links(links: Sequence[Any]) -> None:
         for l in links:
             l.close()
         return
+    import concurrent.futures     # here, not at import: it is only needed to stop
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(links), 16)) as ex:
         for f in [ex.submit(l.close) for l in links]:
             try:
