@@ -94,8 +94,14 @@ def _sys_call(fn: Any, *args: Any, **kw: Any) -> Any:
         raise
 
 
-def _bytes_view(buf: Any, need: int, what: str, m: "Map") -> memoryview:
-    mv = memoryview(buf)
+def _bytes_view(buf: Any, need: int, what: str, m: "Map", *, writable: bool = False) -> memoryview:
+    try:
+        mv = memoryview(buf)
+    except TypeError:
+        raise BPFError(f"map {m.name}: {what} must be a buffer (bytes-like), "
+                       f"got {type(buf).__name__}") from None
+    if writable and mv.readonly:
+        raise BPFError(f"map {m.name}: {what} buffer is read-only (the kernel writes into it)")
     if mv.format != "B" or mv.ndim != 1:
         mv = mv.cast("B")
     if len(mv) < need:
@@ -114,8 +120,8 @@ def lookup_into(m: "Map", cursor: BatchCursor, keys: Any, values: Any, count: in
         return 0
     if count <= 0:
         raise BPFError(f"map {m.name}: batch count must be positive, got {count}")
-    kmv = _bytes_view(keys, count * m.key_size, "keys", m)
-    vmv = _bytes_view(values, count * m.value_bytes, "values", m)
+    kmv = _bytes_view(keys, count * m.key_size, "keys", m, writable=True)
+    vmv = _bytes_view(values, count * m.value_bytes, "values", m, writable=True)
     cmd = Cmd.MAP_LOOKUP_AND_DELETE_BATCH if delete else Cmd.MAP_LOOKUP_BATCH
     if _supported(m, cmd) is not False:
         n = _kernel_lookup(m, cmd, cursor, kmv, vmv, count)

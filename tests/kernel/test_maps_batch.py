@@ -72,6 +72,9 @@ def test_lookup_batch_into_caller_buffers(coll):
     assert n == 500 and cur.done
     got = dict(zip(h.key_codec.decode_many(keys, n), h.value_codec.decode_many(values, n)))
     assert got == _per_key(h)
+    for bad, what in ((bytes(600 * 8), "read-only"), (None, "bytes-like")):
+        with pytest.raises(pybpf.BPFError, match=what):   # checked before any call
+            h.lookup_batch_into(BatchCursor(), bad, values, 600)
 
 
 def test_batch_too_small_for_a_bucket_is_reported(coll):
