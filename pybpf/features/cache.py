@@ -21,6 +21,7 @@ import atexit
 import json
 import os
 import stat
+import tempfile
 import threading
 from typing import Dict, Optional, Tuple
 
@@ -145,7 +146,6 @@ class FeatureCache:
                    "results": {k: v.to_json() for k, v in sorted(results.items())}}
             try:
                 os.makedirs(self._dir, mode=0o755, exist_ok=True)  # type: ignore[arg-type]
-                import tempfile   # (not at import: start-up time)
                 fd, tmp = tempfile.mkstemp(prefix=".features-", dir=self._dir)
                 try:
                     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -26,6 +26,7 @@ from . import kernels, runner
 
 MARKERS = ("needs_trampoline", "needs_kprobes", "needs_modules", "vmtest")
 MARK_EXPR = " or ".join(MARKERS)
+HANG_DUMP = 300   # seconds; a whole guest run takes 100-150 s under TCG
 
 
 def guest_test_files(root: Path) -> List[str]:
@@ -44,7 +45,10 @@ def guest_test_files(root: Path) -> List[str]:
 def guest_command(root: Path) -> List[str]:
     venv = root / ".venv" / "bin" / "python"
     python = str(venv) if venv.exists() else "python3"
-    return [python, "-m", "pytest", "-q", "-rfEs", "-m", MARK_EXPR, *guest_test_files(root)]
+    # A test still running after HANG_DUMP seconds gets every thread's traceback dumped
+    # to the console (pytest's faulthandler): a guest that hangs then says where.
+    return [python, "-m", "pytest", "-q", "-rfEs", "-o", f"faulthandler_timeout={HANG_DUMP}",
+            "-m", MARK_EXPR, *guest_test_files(root)]
 
 
 class KernelRun:
