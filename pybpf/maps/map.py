@@ -142,9 +142,7 @@ class Map:
         self._elem = _sys.ElemBlock(fd.fileno(), key_size, self.value_bytes, context=self._ctx)
         # A one-slot free list: dict.pop(0, None) is atomic and answers None while a call
         # (in any thread) holds the block; that call then uses the pooled pybpf.sys functions.
-        free = {0: self._elem}
-        self._etake = functools.partial(free.pop, 0, None)
-        self._egive = functools.partial(free.__setitem__, 0)
+        self._free = free = {0: self._elem}
         self._kint = self.key_codec.int_pack_into() if key_size else None
         if self.percpu:   # (a partial, not a bound method: no reference cycle through self)
             self._vdecode = functools.partial(self.value_codec.decode_many, count=self.ncpu,
@@ -267,16 +265,20 @@ class Map:
     # The element methods below take the map's ElemBlock when it is free (the usual case)
     # and fall back to the pooled pybpf.sys functions when another thread holds it (or the
     # map is closed: then fileno() raises the closed-fd error).
-    def _raw_key(self, key: Any) -> bytes:
-        """A raw key checked against ``key_size`` (what the ``*_raw`` methods accept)."""
+    def _raw(self, data: Any, size: int, what: str) -> memoryview:
+        """``data`` as bytes checked against ``size`` (what the ``*_raw`` methods accept)."""
         try:
-            k = memoryview(key).cast("B")
+            b = memoryview(data).cast("B")
         except TypeError:
-            raise CodecError(f"{self._ctx}: raw key must be bytes-like, got "
-                             f"{type(key).__name__}") from None
-        if len(k) != self.key_size:
-            raise CodecError(f"{self._ctx}: key must be {self.key_size} bytes, got {len(k)}")
-        return k  # type: ignore[return-value]
+            raise CodecError(f"{self._ctx}: raw {what} must be bytes-like, got "
+                             f"{type(data).__name__}") from None
+        if len(b) != size:
+            raise CodecError(f"{self._ctx}: {what} must be {size} bytes, got {len(b)}")
+        return b
+
+    def _raw_key(self, key: Any) -> memoryview:
+        """A raw key checked against ``key_size``."""
+        return self._raw(key, self.key_size, "key")
 
     def _put_key(self, area: memoryview, key: Any) -> None:
         """Write ``key`` (bytes of ``key_size``, an int, or anything the key codec takes)."""
@@ -297,7 +299,7 @@ class Map:
         """Take the element block for good, so no call can use the fd number once it is
         closed; waits (briefly) for a call in flight in another thread."""
         deadline = time.monotonic() + 1.0
-        while self._etake() is None and time.monotonic() < deadline:
+        while self._free.pop(0, None) is None and time.monotonic() < deadline:
             time.sleep(0.0005)    # (past the deadline: held by an interrupted frame of ours)
 
     def lookup_raw(self, key: Any) -> bytes:
@@ -327,14 +329,8 @@ class Map:
 
     def update_raw(self, key: Any, value: Any, flags: int = UpdateFlags.ANY) -> None:
         """Set ``key`` to ``value`` (bytes; for per-CPU maps, one 8-byte aligned slot per CPU)."""
-        try:
-            v = memoryview(value).cast("B")
-        except TypeError:
-            raise CodecError(f"{self._ctx}: raw value must be bytes-like, got "
-                             f"{type(value).__name__}") from None
-        if len(v) != self.value_bytes:
-            raise CodecError(f"{self._ctx}: value must be {self.value_bytes} bytes, got {len(v)}")
-        h = self._etake()
+        v = self._raw(value, self.value_bytes, "value")
+        h = self._free.pop(0, None)
         if h is not None:
             try:
                 h.key[:] = self._raw_key(key)
@@ -342,7 +338,7 @@ class Map:
                 h.update(flags)
                 return
             finally:
-                self._egive(h)
+                self._free[0] = h
         _sys.map_update_elem(self._fd.fileno(), self._raw_key(key), v, flags, context=self._ctx)
 
     def delete_raw(self, key: Any) -> None:
@@ -350,7 +346,7 @@ class Map:
         self._delete(self._raw_key(key))
 
     def _delete(self, key: Any) -> None:
-        h = self._etake()
+        h = self._free.pop(0, None)
         if h is not None:
             try:
                 self._put_key(h.key, key)
@@ -358,7 +354,7 @@ class Map:
                     return
                 raise h.absent(_DELETE)
             finally:
-                self._egive(h)
+                self._free[0] = h
         _sys.map_delete_elem(self._fd.fileno(), self.key_bytes(key), context=self._ctx)
 
     def next_key_raw(self, key: Optional[Any]) -> Optional[bytes]:
@@ -479,7 +475,7 @@ class Map:
         if len(raw) != self.value_bytes:
             raise CodecError(f"{self._ctx}: value {value!r} encodes to {len(raw)} bytes, "
                              f"the map's values are {self.value_bytes}")
-        h = self._etake()
+        h = self._free.pop(0, None)
         if h is not None:
             try:
                 self._put_key(h.key, key)
@@ -487,7 +483,7 @@ class Map:
                 h.update(flags)
                 return
             finally:
-                self._egive(h)
+                self._free[0] = h
         _sys.map_update_elem(self._fd.fileno(), self.key_bytes(key), raw, flags,
                              context=self._ctx)
 
@@ -515,13 +511,13 @@ class Map:
     def __contains__(self, key: Any) -> bool:
         if self.type == MapType.BLOOM_FILTER:
             return _keyless.bloom_contains(self, key)
-        h = self._etake()
+        h = self._free.pop(0, None)
         if h is not None:
             try:
                 self._put_key(h.key, key)
                 return h.lookup()
             finally:
-                self._egive(h)
+                self._free[0] = h
         return self.lookup(key, _ABSENT) is not _ABSENT
 
     # -- iteration (batched where the kernel can) --------------------------------------------
