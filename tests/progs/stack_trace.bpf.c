@@ -8,21 +8,17 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define MAX_DEPTH 127
 
-struct {
+/* One map type, two maps: user stacks in `stacks`, kernel stacks in `kstacks`.  In one
+ * map, a kernel stack whose hash falls in the user stack's bucket fails with -EEXIST
+ * (1 run in 64 with 64 buckets). */
+struct stack_map {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, 64);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, MAX_DEPTH * sizeof(__u64));
-} stacks SEC(".maps");
-
-/* Kernel stacks in a map of their own: in one map, a kernel stack whose hash falls in
- * the user stack's bucket fails with -EEXIST (1 run in 64 with 64 buckets). */
-struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 64);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, MAX_DEPTH * sizeof(__u64));
-} kstacks SEC(".maps");
+};
+struct stack_map stacks SEC(".maps");
+struct stack_map kstacks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
