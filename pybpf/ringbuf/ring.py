@@ -242,20 +242,12 @@ class RingBuffer:
         headers and then reading the records one pass over memory instead of two: the
         fastest way to drain a big ring.
         """
-        from .vector import batch_dtype, take_batch
+        from .vector import batch_dtype, iter_batches
         if max_records is None:
             max_records = max(_CHUNK_MIN, _CHUNK_BYTES // batch_dtype(dtype)[2])
-        while True:
-            start = self._cons[0]
-            b = take_batch(self, dtype, limit=max_records, other=other)
-            try:
-                if not len(b.records):
-                    if b.end_pos == start:
-                        return
-                    continue                        # only discarded/odd records
-                yield b.records
-            finally:
-                b.release()
+        elif max_records < 1:
+            raise BPFError(f"ring buffer {self.name}: max_records must be >= 1, not {max_records}")
+        return iter_batches(self, dtype, max_records, other)
 
     def read_batch(self, dtype: Any, *, limit: Optional[int] = None,
                    other: Optional[Callback] = None) -> Any:

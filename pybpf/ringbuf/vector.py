@@ -27,7 +27,7 @@ without it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import BPFError, NotSupportedError
 from .base import Callback
@@ -35,7 +35,7 @@ from .base import Callback
 if TYPE_CHECKING:
     from .ring import RingBuffer
 
-__all__ = ["RecordBatch", "take_batch", "batch_dtype"]
+__all__ = ["RecordBatch", "take_batch", "iter_batches", "batch_dtype"]
 
 _BUSY = 0x80000000
 _DISCARD = 0x40000000
@@ -131,8 +131,7 @@ def take_batch(ring: "RingBuffer", dtype: Any, *, limit: Optional[int] = None,
         if k:
             view = np.frombuffer(data, dtype=slot, count=k, offset=cons & mask)
             heads = view["hdr"]
-            ok = heads == size
-            if ok.all():                                   # the fast path: one view
+            if heads.max() == size and heads.min() == size:   # the fast path: one view
                 pieces.append(view["rec"])
                 n += k
                 cons += k * stride
@@ -194,3 +193,66 @@ def take_batch(ring: "RingBuffer", dtype: Any, *, limit: Optional[int] = None,
     ring._discarded += ndisc
     ring._held = True
     return RecordBatch(ring, records, cons, zero_copy=bool(pieces) and not copied)
+
+
+def iter_batches(ring: "RingBuffer", dtype: Any, chunk: int,
+                 other: Optional[Callback] = None) -> Iterator[Any]:
+    """The engine of :meth:`RingBuffer.batches`: chunks of at most ``chunk`` records
+    until the ring is drained, each released when the next is requested (or when
+    the generator is closed).
+
+    The span between the consumer and producer positions is viewed once; each chunk
+    is then a slice of that view whose headers pass one ``max`` and one ``min``
+    reduction (all equal to ``S``: no BUSY, DISCARD or odd size; no temporary
+    array).  A chunk that fails the check goes through :func:`take_batch`, which
+    sorts out discarded, busy and odd records.  Why the two reductions are enough on
+    live memory: a header in the span only ever changes by losing BUSY (or gaining
+    DISCARD with it), so once ``max`` has seen every header ``<= S`` none of them can
+    change before ``min`` reads them.
+    """
+    np = _numpy()
+    slot, size, stride = batch_dtype(dtype)
+    cons_v, prod_v = ring._cons, ring._prod
+    while True:
+        if ring._held:
+            raise BPFError(f"ring buffer {ring.name}: a batch is still held; release it first")
+        if ring.closed:
+            raise BPFError(f"ring buffer {ring.name} is closed")
+        cons = cons_v[0]
+        k = (prod_v[0] - cons) // stride
+        i = 0
+        if k:
+            span = np.frombuffer(ring._data, dtype=slot, count=k, offset=cons & ring._mask)
+            heads, recs = span["hdr"], span["rec"]
+            while i < k:
+                j = i + chunk if i + chunk < k else k
+                h = heads[i:j]
+                if h.max() != size or h.min() != size:
+                    break
+                ring._held = True
+                try:
+                    yield recs[i:j]
+                finally:
+                    ring._held = False
+                    if not ring.closed:
+                        cons_v[0] = cons + j * stride
+                        ring._records += j - i
+                        ring._bytes += (j - i) * size
+                i = j
+            del span, heads, recs
+            if i == k:
+                if (prod_v[0] - cons_v[0]) // stride:
+                    continue                        # more came while we read
+                if prod_v[0] == cons_v[0]:
+                    return
+        # The general path: discarded, busy or odd-sized records, or a partial record.
+        start = cons_v[0]
+        b = take_batch(ring, dtype, limit=chunk, other=other)
+        try:
+            if not len(b.records):
+                if b.end_pos == start:
+                    return
+                continue                            # only discarded/odd records
+            yield b.records
+        finally:
+            b.release()

@@ -463,6 +463,36 @@ def test_batch_mixed_sizes(rbc, np):
         assert ring.statistics().records == 25
 
 
+def test_batches_mixes_fast_chunks_discards_and_odd_records(rbc, np):
+    """batches() views clean stretches as slices and hands the rest to the general path."""
+    dt = event_dtype(np)
+    with RingBuffer(rbc.maps["rb"]) as ring:
+        produce(rbc, n=40)                                   # 0..39 clean
+        produce(rbc, n=40, first=40, discard_every=4)        # 40..79, every 4th discarded
+        produce(rbc, "produce_var", n=3, first=1000)         # three odd-sized records
+        produce(rbc, n=30, first=80)                         # 80..109 clean
+        odd = Collector()
+        chunks = [c["seq"].tolist() for c in ring.batches(dt, max_records=16, other=odd)]
+        got = sum(chunks, [])
+        assert got == list(range(40)) + [s for s in range(40, 80) if s % 4] + list(range(80, 110))
+        assert all(0 < len(c) <= 16 for c in chunks)
+        assert odd.data == [expected_var(s) for s in range(1000, 1003)]
+        st = ring.statistics()
+        assert st.records == len(got) + 3 and st.discarded == 10
+        assert ring.available() == 0
+
+        # Leaving the loop early consumes the chunk in hand, and only that one.
+        produce(rbc, n=100, first=200)
+        it = ring.batches(dt, max_records=32)
+        first = next(it)["seq"].tolist()
+        it.close()
+        assert first == list(range(200, 232))
+        assert ring.consumer_pos == ring.producer_pos - 68 * SLOT
+        assert ring.read_batch(dt)["seq"].tolist() == list(range(232, 300))
+        with pytest.raises(pybpf.BPFError, match="max_records"):
+            ring.batches(dt, max_records=0)
+
+
 def test_ringbuf_works_without_numpy(rbc):
     code = (
         "import sys; sys.modules['numpy'] = None\n"
