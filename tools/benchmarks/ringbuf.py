@@ -10,7 +10,11 @@ of the sequence numbers are checked.  Drain variants:
 * callback, ``struct.unpack_from`` of the first u64 (the general decoding path);
 * callback, the first u64 read through ``RingBuffer.words`` (a u64 view);
 * vectorised: ``RingBuffer.batches(dtype)`` (cache-sized numpy chunks) summing
-  ``recs["seq"]``, and one ``RingBuffer.batch(dtype)`` of everything.
+  ``recs["seq"]``, and one ``RingBuffer.batch(dtype)`` of everything;
+* the memory ceiling: numpy's max of one u32 per 64-byte cache line over the
+  filled ring's records, reported as records/s.  It does no protocol work at all;
+  at 64 B and up every record header sits in its own line(s), so a consumer that
+  reads every header (libbpf included) reads at least this much memory.
 
 Concurrent: a producer process (forked, pinned to CPU 0) runs the program in
 batches for 2 s while this process (pinned to CPU 1) consumes, either in
@@ -180,6 +184,28 @@ def run(ctx) -> None:
                 s += words[off >> 3]
             return ring.consume(cb), s
 
+        def ceiling(size: int) -> float:
+            """How fast this core reads the filled ring's memory at all: one word of every
+            64-byte cache line the records occupy (numpy max), as records/s.  A consumer
+            that reads each header (libbpf's included) touches (nearly) every line."""
+            n = records_for(size)
+            span = n * (8 + ((size + 7) & ~7))
+            rates = []
+            for rep in range(ctx.reps + 1):
+                fill(size, n)
+                t = time.perf_counter()
+                pos = ring.consumer_pos & (ring.size - 1)
+                end = pos + span
+                while pos < end:
+                    step = min(1 << 19, end - pos)
+                    np.frombuffer(ring._data, np.uint32, count=step >> 2, offset=pos)[::16].max()
+                    pos += step
+                dt = time.perf_counter() - t
+                ring.consume(lambda b, o, s: None)
+                if rep:
+                    rates.append(n / dt / 1e6)
+            return median_rate(rates)
+
         for size in SIZES:
             n = records_for(size)
             theirs = lib_drain(size).get(
@@ -208,6 +234,8 @@ def run(ctx) -> None:
                  drain(size, chunked), True)
             rows(f"ringbuf drain {size}B: vectorised, one numpy batch(), sum first u64", theirs,
                  drain(size, one_batch), False)
+            ctx.row(f"ringbuf drain {size}B: memory ceiling, numpy max of one word per cache "
+                    "line of the filled ring (no protocol)", "M events/s", ceiling(size), None, rate=True)
 
         # -- concurrent producer / consumer -------------------------------------------------
         dt64 = np.dtype([("seq", "<u8"), ("pad", "V56")]) if np is not None else None
