@@ -5,7 +5,8 @@ The syscall workload is a small C program (built here with clang) calling
 ``syscall(SYS_getpid)`` pinned to CPU 0, either flat out (cost per syscall) or
 rate-limited to 1M calls/s (agent CPU under load).  The libbpf figure beside
 the per-syscall cost is the systrace harness' "count" variant (a per-CPU
-counter on sys_enter); the agent's collector does more (sys_enter count and
+counter on sys_enter), run once right before pybpf's pair of loops in every
+rep; the agent's collector does more (sys_enter count and
 per-process count, sys_exit error check), so a ratio near 1 means pybpf adds
 nothing of its own: the JITed programs are what costs.
 """
@@ -146,11 +147,17 @@ def _cpu_over(agent: _Agent, secs: float, scrape_every: float = 5.0,
     return 100.0 * (c1 - c0) / (t1 - t0), _proc_rss_mib(pid)
 
 
-def _added_cost(loop: Path, reps: int, attach, secs: float = 2.0) -> float:
-    """Median per-rep (attached - detached) ns per getpid, interleaved.  ``attach()`` returns
-    a function that detaches."""
-    diffs = []
-    for _ in range(reps):
+def _added_cost(ctx, loop: Path, reps: int, attach, label: str,
+                secs: float = 2.0) -> Tuple[float, float]:
+    """Median per-rep (attached - detached) ns per getpid for pybpf, and libbpf's own
+    ``count_enter`` added cost measured by its harness right before in the same rep
+    (the added cost is tens of ns: figures taken minutes apart are not comparable).
+    ``attach()`` returns a function that detaches."""
+    diffs, lib = [], []
+    for r in range(reps):
+        res = ctx.libbpf("build/systrace_bench", "-n", "1", "-d", str(secs),
+                         "-rep", f"{label}-{r}")   # (-rep only keys the harness cache)
+        lib.append(next(v for k, v in res.items() if "count: added vs none" in k))
         off = float(subprocess.run([str(loop), str(secs)], capture_output=True, text=True,
                                    check=True).stdout.split()[0])
         detach = attach()
@@ -160,7 +167,7 @@ def _added_cost(loop: Path, reps: int, attach, secs: float = 2.0) -> float:
         finally:
             detach()
         diffs.append(on - off)
-    return statistics.median(diffs)
+    return statistics.median(diffs), statistics.median(lib)
 
 
 def _collector(**overrides):
@@ -194,17 +201,15 @@ def run(ctx) -> None:
     sys.path.insert(0, str(root / "agent"))
     work = Path(ctx.work)
     loop = _build_loop(work)
-    lib = ctx.libbpf("build/systrace_bench", "-n", str(min(ctx.reps, 5)))
-    lib_count = next((v for k, v in lib.items() if "count: added vs none" in k), None)
-
     reps = min(ctx.reps, 5)
     ctx.row("systrace.bpf.o count_enter (same object) loaded by pybpf, added cost per getpid",
-            "ns/syscall", _added_cost(loop, reps, _anchor_count(ctx.anchors / "build" / "systrace.bpf.o")),
-            lib_count)
+            "ns/syscall", *_added_cost(ctx, loop, reps,
+                                       _anchor_count(ctx.anchors / "build" / "systrace.bpf.o"), "same"))
     ctx.row("agent: syscalls collector, default (raw_tp enter+exit, per-process), added per getpid",
-            "ns/syscall", _added_cost(loop, reps, _collector()), lib_count)
+            "ns/syscall", *_added_cost(ctx, loop, reps, _collector(), "default"))
     ctx.row("agent: syscalls collector, by_process off, added per getpid", "ns/syscall",
-            _added_cost(loop, reps, _collector(**{"collectors.syscalls.by_process": False})), lib_count)
+            *_added_cost(ctx, loop, reps, _collector(**{"collectors.syscalls.by_process": False}),
+                         "by_process_off"))
 
     readies = []
     for _ in range(3):

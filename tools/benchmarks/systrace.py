@@ -19,7 +19,7 @@ import subprocess
 ANCHOR_TARGETS = ["build/systrace.bpf.o", "build/systrace_bench"]
 
 SECONDS = 1.0
-REPS = 9        # the added cost is ~45 ns on a ~90 ns syscall: single reps swing by 50 %
+REPS = 15       # the added cost is ~45-85 ns on a ~100 ns syscall: single reps swing by 50 %
 LOOP_C = r"""
 #define _GNU_SOURCE
 #include <sched.h>
