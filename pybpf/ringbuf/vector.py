@@ -89,8 +89,9 @@ class RecordBatch:
         """Hand the records' ring space back to the kernel.  Idempotent."""
         ring, self._ring = self._ring, None
         if ring is not None:
-            ring._cons[0] = self.end_pos
             ring._held = False
+            if not ring.closed:     # a closed ring has nothing left to hand back
+                ring._cons[0] = self.end_pos
 
     def __len__(self) -> int:
         return len(self.records)
@@ -102,10 +103,7 @@ class RecordBatch:
         self.release()
 
     def __del__(self) -> None:   # a forgotten batch must not wedge the ring
-        try:
-            self.release()
-        except BPFError:   # the ring is already closed: nothing left to release
-            pass
+        self.release()
 
 
 def take_batch(ring: "RingBuffer", dtype: Any, *, limit: Optional[int] = None,
@@ -239,6 +237,8 @@ def iter_batches(ring: "RingBuffer", dtype: Any, chunk: int,
                         ring._records += j - i
                         ring._bytes += (j - i) * size
                 i = j
+                if ring.closed:             # closed by the caller while it held that chunk
+                    raise BPFError(f"ring buffer {ring.name} is closed")
             del span, heads, recs
             if i == k:
                 if (prod_v[0] - cons_v[0]) // stride:
