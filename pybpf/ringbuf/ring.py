@@ -64,6 +64,21 @@ class RingStats:
     dropped: Optional[int] = None
 
 
+class _ClosedWords:
+    """What :attr:`RingBuffer.words` becomes when the ring is closed."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __getitem__(self, index: Any) -> int:
+        raise BPFError(f"ring buffer {self.name} is closed: its words are unmapped")
+
+    def __len__(self) -> int:
+        return 0
+
+
 class RingBuffer:
     """Consumer side of one BPF ring buffer map.
 
@@ -133,6 +148,8 @@ class RingBuffer:
         Runs of same-size records (the usual case) are found with one C-level scan
         of their headers and delivered by a tight loop; other records go one by one.
         """
+        if self._fd is None:
+            raise self._closed()
         cb = callback if callback is not None else self.callback
         if cb is None:
             raise BPFError(f"ring buffer {self.name}: no callback (pass one to consume(), "
@@ -259,15 +276,24 @@ class RingBuffer:
     # -- state ------------------------------------------------------------------------------
     def available(self) -> int:
         """Bytes between the consumer and producer positions (headers included)."""
+        if self._fd is None:
+            raise self._closed()
         return self._prod[0] - self._cons[0]
 
     @property
     def consumer_pos(self) -> int:
+        if self._fd is None:
+            raise self._closed()
         return self._cons[0]
 
     @property
     def producer_pos(self) -> int:
+        if self._fd is None:
+            raise self._closed()
         return self._prod[0]
+
+    def _closed(self) -> BPFError:
+        return BPFError(f"ring buffer {self.name} is closed")
 
     def statistics(self) -> RingStats:
         """Counters so far; ``dropped`` reads the BPF program's counter (a syscall) if given."""
@@ -304,6 +330,7 @@ class RingBuffer:
             except BufferError:
                 pass
         self._views = []
+        self.words = _ClosedWords(self.name)      # not a released memoryview's ValueError
         self._maps = []
         self._fd.close()
         self._fd = None

@@ -521,6 +521,12 @@ def test_batches_after_the_ring_is_closed(rbc, np):
         batch.release()                             # idempotent, closed ring or not
         with pytest.raises(pybpf.BPFError, match="closed"):
             ring.batch(dt)
+        # Every other entry point says so too (no raw ValueError of a released view).
+        for call in (lambda: ring.consume(lambda b, o, s: None), ring.available, ring.records,
+                     lambda: ring.consumer_pos, lambda: ring.producer_pos,
+                     lambda: ring.words[0], ring.fileno):
+            with pytest.raises(pybpf.BPFError, match="closed"):
+                call()
     finally:
         ring.close()
 
