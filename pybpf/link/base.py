@@ -32,6 +32,8 @@ class Link:
                  extra: tuple = (), detach: Optional[Callable[[], None]] = None,
                  is_bpf_link: bool = True):
         self._fd = fd
+        if fd is not None:
+            fd.owner = f"{kind} link to {target}"
         self._extra = tuple(e for e in extra if e is not None)
         self._detach = detach
         self.program = program       # keeps the program alive while attached

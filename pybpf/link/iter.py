@@ -37,6 +37,7 @@ class IterReader(io.RawIOBase):
     def __init__(self, fd: FD, context: str):
         super().__init__()
         self._fd = fd
+        fd.owner = context
         self._context = context
 
     def readable(self) -> bool:

@@ -111,6 +111,7 @@ class Map:
                  max_entries: int, flags: int = 0, btf: Any = None, key_type_id: int = 0,
                  value_type_id: int = 0, spec: Optional[MapSpec] = None, map_extra: int = 0):
         self._fd = fd
+        fd.owner = f"map {name}"
         self.name = name
         self.type = MapType(type) if type in MapType._value2member_map_ else type
         self.key_size = key_size

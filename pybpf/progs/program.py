@@ -47,6 +47,7 @@ class Program:
     def __init__(self, fd: FD, *, name: str, type: int, spec: Optional[ProgramSpec] = None,
                  collection: Any = None):
         self._fd = fd
+        fd.owner = f"program {name}"
         self.name = name
         self.type = ProgType(type) if type in ProgType._value2member_map_ else type
         self.spec = spec

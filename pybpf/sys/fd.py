@@ -51,9 +51,12 @@ class FD:
     :func:`dup_fd` to own a copy of an fd that belongs to someone else.
     """
 
-    __slots__ = ("_fd", "_finalizer", "__weakref__")
+    __slots__ = ("_fd", "_finalizer", "owner", "__weakref__")
 
     def __init__(self, fd: int):
+        #: What the fd belongs to (``"map counts"``), set by its owner: the closed-fd
+        #: error names it.
+        self.owner = ""
         fd = int(fd)
         if fd < 0:
             raise SyscallError("FD", errno.EBADF, f"fd {fd}", "negative file descriptor")
@@ -70,7 +73,8 @@ class FD:
         """The fd number; raises ``SyscallError`` (EBADF) once closed or detached."""
         fd = self._fd
         if fd < 0:
-            raise SyscallError("FD.fileno", errno.EBADF, hint="the FD was closed or detached")
+            raise SyscallError("FD.fileno", errno.EBADF, self.owner,
+                               hint=f"{self.owner or 'the FD'} was closed or detached")
         return fd
 
     @property

@@ -121,8 +121,8 @@ def test_closed_map_refuses_element_calls():
     m[1] = (1, 2)
     m.close()
     for op in (lambda: m[1], lambda: m.lookup_raw(bytes(8)), lambda: m.update(1, (0, 0)),
-               lambda: m.delete(1), lambda: 1 in m):
-        with pytest.raises(pybpf.SyscallError, match="closed"):
+               lambda: m.delete(1), lambda: 1 in m, m.dump, lambda: m.fd):
+        with pytest.raises(pybpf.SyscallError, match=f"map {m.name} was closed"):
             op()
     m.close()   # idempotent
 

@@ -155,3 +155,13 @@ def test_unsupported_program_type_names_the_program(bpf_objects):
         with pytest.raises(pybpf.SyscallError) as ei:
             coll.programs["cg_sock_create"].test_run(ipv4_udp())
     assert "cg_sock_create" in str(ei.value) and "BPF_PROG_TEST_RUN" in str(ei.value)
+
+
+def test_closed_program_is_named(bpf_objects):
+    """Using a program after its collection is closed names the program, not just an fd."""
+    coll = pybpf.load(bpf_objects["net_testrun"])
+    prog = coll.programs["tr_xdp_swap"]
+    coll.close()
+    for op in (lambda: prog.test_run(ipv4_udp()), lambda: prog.fd):
+        with pytest.raises(pybpf.SyscallError, match="program tr_xdp_swap was closed"):
+            op()
