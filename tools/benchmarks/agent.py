@@ -153,19 +153,30 @@ def _added_cost(ctx, loop: Path, reps: int, attach, label: str,
     ``count_enter`` added cost measured by its harness right before in the same rep
     (the added cost is tens of ns: figures taken minutes apart are not comparable).
     ``attach()`` returns a function that detaches."""
+    def measure() -> float:
+        return float(subprocess.run([str(loop), str(secs)], capture_output=True, text=True,
+                                    check=True).stdout.split()[0])
+
+    def attached() -> float:
+        detach = attach()
+        try:
+            return measure()
+        finally:
+            detach()
+
     diffs, lib = [], []
     for r in range(reps):
         res = ctx.libbpf("build/systrace_bench", "-n", "1", "-d", str(secs),
                          "-rep", f"{label}-{r}")   # (-rep only keys the harness cache)
         lib.append(next(v for k, v in res.items() if "count: added vs none" in k))
-        off = float(subprocess.run([str(loop), str(secs)], capture_output=True, text=True,
-                                   check=True).stdout.split()[0])
-        detach = attach()
-        try:
-            on = float(subprocess.run([str(loop), str(secs)], capture_output=True, text=True,
-                                      check=True).stdout.split()[0])
-        finally:
-            detach()
+        # Alternate the order (as the systrace module does): whichever loop runs first
+        # after libbpf's harness sees a different machine state.
+        if r % 2 == 0:
+            off = measure()
+            on = attached()
+        else:
+            on = attached()
+            off = measure()
         diffs.append(on - off)
     return statistics.median(diffs), statistics.median(lib)
 
