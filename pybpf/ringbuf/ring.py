@@ -148,14 +148,11 @@ class RingBuffer:
         Runs of same-size records (the usual case) are found with one C-level scan
         of their headers and delivered by a tight loop; other records go one by one.
         """
-        if self._fd is None:
-            raise self._closed()
+        self._check_free()
         cb = callback if callback is not None else self.callback
         if cb is None:
             raise BPFError(f"ring buffer {self.name}: no callback (pass one to consume(), "
                            "or iterate records())")
-        if self._held:
-            raise BPFError(f"ring buffer {self.name}: a batch is still held; release it first")
         cons_v, prod_v, hdr, pay, mask = self._cons, self._prod, self._hdr, self._pay, self._mask
         left = _FOREVER if limit is None else limit
         n = nbytes = ndisc = 0
@@ -276,24 +273,37 @@ class RingBuffer:
     # -- state ------------------------------------------------------------------------------
     def available(self) -> int:
         """Bytes between the consumer and producer positions (headers included)."""
-        if self._fd is None:
-            raise self._closed()
+        self._check_open()
         return self._prod[0] - self._cons[0]
 
     @property
     def consumer_pos(self) -> int:
-        if self._fd is None:
-            raise self._closed()
+        self._check_open()
         return self._cons[0]
 
     @property
     def producer_pos(self) -> int:
-        if self._fd is None:
-            raise self._closed()
+        self._check_open()
         return self._prod[0]
 
-    def _closed(self) -> BPFError:
-        return BPFError(f"ring buffer {self.name} is closed")
+    # Every entry point checks here first: once closed, the position views are released
+    # and reading them would raise a bare ValueError.
+    def _check_open(self) -> None:
+        if self._fd is None:
+            raise BPFError(f"ring buffer {self.name} is closed")
+
+    def _check_free(self) -> None:
+        """Open, and not held by a batch (what reading records needs)."""
+        self._check_open()
+        if self._held:
+            raise BPFError(f"ring buffer {self.name}: a batch is still held; release it first")
+
+    def _hand_back(self, pos: int) -> None:
+        """End a batch's hold and publish ``pos`` as the consumer position (nothing to
+        publish once the ring is closed: its consumer page is unmapped)."""
+        self._held = False
+        if self._fd is not None:
+            self._cons[0] = pos
 
     def statistics(self) -> RingStats:
         """Counters so far; ``dropped`` reads the BPF program's counter (a syscall) if given."""
@@ -303,9 +313,8 @@ class RingBuffer:
 
     def fileno(self) -> int:
         """The ring's own fd (a dup of the map fd): readable when it holds records."""
-        if self._fd is None:
-            raise BPFError(f"ring buffer {self.name} is closed")
-        return self._fd.fileno()
+        self._check_open()
+        return self._fd.fileno()  # type: ignore[union-attr]
 
     @property
     def closed(self) -> bool:

@@ -89,9 +89,7 @@ class RecordBatch:
         """Hand the records' ring space back to the kernel.  Idempotent."""
         ring, self._ring = self._ring, None
         if ring is not None:
-            ring._held = False
-            if not ring.closed:     # a closed ring has nothing left to hand back
-                ring._cons[0] = self.end_pos
+            ring._hand_back(self.end_pos)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -106,15 +104,21 @@ class RecordBatch:
         self.release()
 
 
+def _uniform(heads: Any, size: int) -> bool:
+    """Every header (a u32 array, live ring memory) says "committed, ``size`` bytes": no
+    BUSY, no DISCARD, no other size.  Two reductions and no temporary array.  Enough on
+    live memory because a header in the span only ever changes by losing BUSY (or
+    gaining DISCARD with it): once ``max`` has seen every header ``<= size``, none of
+    them can change before ``min`` reads them."""
+    return heads.max() == size and heads.min() == size
+
+
 def take_batch(ring: "RingBuffer", dtype: Any, *, limit: Optional[int] = None,
                other: Optional[Callback] = None) -> RecordBatch:
     """Take every available record of ``dtype`` from ``ring`` (at most ``limit``);
     see the module docstring for the rules.  The caller releases the batch."""
     np = _numpy()
-    if ring._held:
-        raise BPFError(f"ring buffer {ring.name}: a batch is still held; release it first")
-    if ring.closed:
-        raise BPFError(f"ring buffer {ring.name} is closed")
+    ring._check_free()
     slot, size, stride = batch_dtype(dtype)
     rec_dt = slot.fields["rec"][0]
     cons = start = ring._cons[0]
@@ -129,7 +133,7 @@ def take_batch(ring: "RingBuffer", dtype: Any, *, limit: Optional[int] = None,
         if k:
             view = np.frombuffer(data, dtype=slot, count=k, offset=cons & mask)
             heads = view["hdr"]
-            if heads.max() == size and heads.min() == size:   # the fast path: one view
+            if _uniform(heads, size):                       # the fast path: one view
                 pieces.append(view["rec"])
                 n += k
                 cons += k * stride
@@ -200,22 +204,15 @@ def iter_batches(ring: "RingBuffer", dtype: Any, chunk: int,
     the generator is closed).
 
     The span between the consumer and producer positions is viewed once; each chunk
-    is then a slice of that view whose headers pass one ``max`` and one ``min``
-    reduction (all equal to ``S``: no BUSY, DISCARD or odd size; no temporary
-    array).  A chunk that fails the check goes through :func:`take_batch`, which
-    sorts out discarded, busy and odd records.  Why the two reductions are enough on
-    live memory: a header in the span only ever changes by losing BUSY (or gaining
-    DISCARD with it), so once ``max`` has seen every header ``<= S`` none of them can
-    change before ``min`` reads them.
+    is then a slice of that view whose headers pass :func:`_uniform`.  A chunk that
+    fails the check goes through :func:`take_batch`, which sorts out discarded, busy
+    and odd records.
     """
     np = _numpy()
     slot, size, stride = batch_dtype(dtype)
     cons_v, prod_v = ring._cons, ring._prod
     while True:
-        if ring._held:
-            raise BPFError(f"ring buffer {ring.name}: a batch is still held; release it first")
-        if ring.closed:
-            raise BPFError(f"ring buffer {ring.name} is closed")
+        ring._check_free()
         cons = cons_v[0]
         k = (prod_v[0] - cons) // stride
         i = 0
@@ -224,21 +221,17 @@ def iter_batches(ring: "RingBuffer", dtype: Any, chunk: int,
             heads, recs = span["hdr"], span["rec"]
             while i < k:
                 j = i + chunk if i + chunk < k else k
-                h = heads[i:j]
-                if h.max() != size or h.min() != size:
+                if not _uniform(heads[i:j], size):
                     break
                 ring._held = True
                 try:
                     yield recs[i:j]
                 finally:
-                    ring._held = False
-                    if not ring.closed:
-                        cons_v[0] = cons + j * stride
-                        ring._records += j - i
-                        ring._bytes += (j - i) * size
+                    ring._hand_back(cons + j * stride)
+                    ring._records += j - i
+                    ring._bytes += (j - i) * size
                 i = j
-                if ring.closed:             # closed by the caller while it held that chunk
-                    raise BPFError(f"ring buffer {ring.name} is closed")
+                ring._check_open()          # closed by the caller while it held that chunk
             del span, heads, recs
             if i == k:
                 if (prod_v[0] - cons_v[0]) // stride:
