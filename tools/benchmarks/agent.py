@@ -23,6 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Tuple
 
+from .systrace import _loop, _loop_binary
+
 ANCHOR_TARGETS = ["build/systrace.bpf.o", "build/systrace_bench"]
 
 LOOP_C = r"""
@@ -154,8 +156,7 @@ def _added_cost(ctx, loop: Path, reps: int, attach, label: str,
     (the added cost is tens of ns: figures taken minutes apart are not comparable).
     ``attach()`` returns a function that detaches."""
     def measure() -> float:
-        return float(subprocess.run([str(loop), str(secs)], capture_output=True, text=True,
-                                    check=True).stdout.split()[0])
+        return _loop(loop, secs)[0]
 
     def attached() -> float:
         detach = attach()
@@ -215,7 +216,6 @@ def run(ctx) -> None:
     # The added cost per syscall is measured with the systrace module's loop, the same
     # design as libbpf's harness (256 calls per clock read, gcc): the libbpf column is
     # then the same measurement.  ``loop`` drives the rate-limited workload below.
-    from .systrace import _loop_binary
     flat = _loop_binary(ctx)
     reps = min(ctx.reps, 5)
     ctx.row("systrace.bpf.o count_enter (same object) loaded by pybpf, added cost per getpid",

@@ -70,8 +70,9 @@ def _loop_binary(ctx):
     return exe
 
 
-def _loop(exe) -> tuple:
-    out = subprocess.run([str(exe), str(SECONDS)], capture_output=True, text=True, check=True)
+def _loop(exe, seconds: float = SECONDS) -> tuple:
+    """(ns per getpid, calls) of one run of the loop."""
+    out = subprocess.run([str(exe), str(seconds)], capture_output=True, text=True, check=True)
     ns, iters = out.stdout.split()
     return float(ns), int(iters)
 
