@@ -137,25 +137,22 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 def _user_held_map_ids() -> set:
     """Ids of the maps user space can still reach: through an fd of this process or a pin
-    under /sys/fs/bpf (programs and links are checked as leaks of their own)."""
+    under /sys/fs/bpf (programs and links are checked as leaks of their own).  A map fd's
+    /proc/self/fdinfo entry names its map_id; program and link fds have none."""
+    from pybpf import SyscallError
     from pybpf import sys as _sys
-    held = set()
-    for name in os.listdir("/proc/self/fdinfo"):
-        try:
-            with open(f"/proc/self/fdinfo/{name}") as f:
-                held.update(int(line.split()[1]) for line in f if line.startswith("map_id:"))
-        except (OSError, ValueError, IndexError):
-            continue
+    from pybpf.cli.listing import _fdinfo
+
+    def map_id(fd: int):
+        return _fdinfo(fd).get("map_id")
+
+    held = {map_id(int(fd)) for fd in os.listdir("/proc/self/fdinfo")}
     for root, _dirs, files in os.walk("/sys/fs/bpf"):
         for fname in files:
             try:
                 fd = _sys.obj_get(os.path.join(root, fname))
-            except Exception:   # not a map/program pin, or gone meanwhile
+            except SyscallError:   # not a pin of a BPF object, or gone meanwhile
                 continue
-            try:
-                held.add(int(_sys.map_info(fd.fileno())["id"]))
-            except Exception:   # a pinned program or link
-                pass
-            finally:
-                fd.close()
-    return held
+            with fd:
+                held.add(map_id(fd.fileno()))
+    return {int(i) for i in held if i is not None}
