@@ -2,7 +2,7 @@
 
 The host kernel (6.18 here) refuses BPF trampolines and has no kprobes, so the tests
 that need them run in guests: Debian's 5.10, 6.1 and 6.12 kernels, booted with
-``qemu-system-x86_64 -accel tcg`` on a tiny initramfs of our own that mounts the
+``qemu-system-x86_64 -accel tcg,thread=single`` on a tiny initramfs of our own that mounts the
 host's root filesystem read-only over 9p under a tmpfs overlay (writes in the guest
 go to memory and vanish with it).  See docs/vmtest.md.
 
