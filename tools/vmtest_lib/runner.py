@@ -85,7 +85,7 @@ def kernel_cmdline(kernel: Kernel) -> str:
 def qemu_command(kernel: Kernel, initrd: Path, rundir: Path, *, memory: str, cpus: int) -> List[str]:
     # thread=single: all vCPUs on one host thread.  With one host thread per vCPU (QEMU's
     # default), a vCPU now and then runs a stale translation of kernel text another vCPU
-    # has just re-patched (a static key's int3): a 6.12 guest died once with "Oops: int3"
+    # has just re-patched (a static key's int3; our reading): a 6.12 guest died once with "Oops: int3"
     # in __schedule.  Guest test runs take as long either way (86-128 s per kernel).
     return [
         qemu_binary(), "-accel", "tcg,thread=single", "-cpu", "max", "-m", memory, "-smp", str(cpus),
