@@ -84,11 +84,12 @@ def kernel_cmdline(kernel: Kernel) -> str:
 
 def qemu_command(kernel: Kernel, initrd: Path, rundir: Path, *, memory: str, cpus: int) -> List[str]:
     # thread=single: all vCPUs on one host thread.  With one host thread per vCPU (QEMU's
-    # default), a vCPU now and then runs a stale translation of kernel text another vCPU
-    # has just re-patched (a static key's int3; our reading): a 6.12 guest died once with "Oops: int3"
-    # in __schedule.  Guest test runs take as long either way (86-128 s per kernel).
+    # default) a 6.12 guest died once with "Oops: int3" in __schedule: by our reading, a
+    # vCPU ran a stale translation of kernel text the other had just re-patched (a static
+    # key).  Guest test runs take as long either way (86-128 s per kernel).
     return [
-        qemu_binary(), "-accel", "tcg,thread=single", "-cpu", "max", "-m", memory, "-smp", str(cpus),
+        qemu_binary(), "-accel", "tcg,thread=single", "-cpu", "max", "-m", memory,
+        "-smp", str(cpus),
         "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
         "-chardev", "stdio,id=console,signal=off", "-serial", "chardev:console",
         "-kernel", str(kernel.vmlinux), "-initrd", str(initrd),
